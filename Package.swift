@@ -1,0 +1,27 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "iap-proxy",
+    products: [
+        .executable(name: "iap-proxy", targets: ["iap-proxy"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // libcrypto only: a JWT verifier needs no libssl (STYLE.md §2.2).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "IAPAuth", dependencies: ["COpenSSL", "CCurl"]),
+        .executableTarget(
+            name: "iap-proxy",
+            dependencies: [
+                "IAPAuth",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "IAPAuthTests", dependencies: ["IAPAuth"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

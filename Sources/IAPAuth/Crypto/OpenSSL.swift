@@ -1,0 +1,57 @@
+import COpenSSL
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small helpers shared by the `Crypto/` files, the only ones that talk to libcrypto.
+enum OpenSSL {
+    /// Empties this thread's OpenSSL error queue and returns its first entry as text. Every
+    /// failure path calls this (or `ERR_clear_error`), so the thread-local queue never grows.
+    static func drainErrors() -> String {
+        let code = ERR_get_error()
+        ERR_clear_error()
+        guard code != 0 else { return "no OpenSSL error recorded" }
+        var buffer = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Runs `body` with C copies of `strings` that stay valid for the whole call. OSSL_PARAM keeps
+    /// the pointers it is given (it does not copy keys or values), so temporaries would dangle.
+    static func withCStrings<Result>(
+        _ strings: [String], _ body: ([UnsafeMutablePointer<CChar>]) throws -> Result
+    ) rethrows -> Result {
+        let pointers = strings.map { strdup($0)! }
+        defer { pointers.forEach { free($0) } }
+        return try body(pointers)
+    }
+}
+
+/// A digest fetched once and shared by every thread (fetching per call takes a global lock in
+/// OpenSSL 3.0: openssl#20286). A fetched `EVP_MD` is immutable and safe to share.
+final class MessageDigest: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    static let sha256 = MessageDigest(name: "SHA256")
+
+    private init(name: String) {
+        guard let md = EVP_MD_fetch(nil, name, nil) else {
+            fatalError("libcrypto cannot fetch \(name): \(OpenSSL.drainErrors())")
+        }
+        pointer = md
+    }
+
+    deinit { EVP_MD_free(pointer) }
+
+    /// The digest of `bytes` in one call.
+    func hash(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = Array(bytes).withUnsafeBytes { input in
+            EVP_Digest(input.baseAddress, input.count, &output, &length, pointer, nil)
+        }
+        precondition(ok == 1, "EVP_Digest failed: \(OpenSSL.drainErrors())")
+        return Array(output.prefix(Int(length)))
+    }
+}

@@ -1,0 +1,148 @@
+/// A compact JWS split into its three segments, as byte ranges of the token (no copies).
+struct CompactJWS {
+    let header: Range<Int>
+    let payload: Range<Int>
+    let signature: Range<Int>
+
+    /// `header.payload`: the ASCII bytes the signature covers.
+    var signingInput: Range<Int> { header.lowerBound..<payload.upperBound }
+
+    /// Splits `token` into exactly three non-empty, canonical base64url segments, or nil
+    /// (DESIGN rule 2). Anything else — JSON serialization, whitespace, padding, a fourth
+    /// segment, an oversized token — is not a compact JWS.
+    static func split(_ token: UnsafeRawBufferPointer, maximumBytes: Int) -> CompactJWS? {
+        guard token.count <= maximumBytes else { return nil }
+        var dots: [Int] = []
+        for (index, byte) in token.enumerated() where byte == UInt8(ascii: ".") {
+            dots.append(index)
+            if dots.count > 2 { return nil }
+        }
+        guard dots.count == 2 else { return nil }
+        let segments = [0..<dots[0], (dots[0] + 1)..<dots[1], (dots[1] + 1)..<token.count]
+        for segment in segments {
+            guard !segment.isEmpty, Base64URL.isCanonical(UnsafeRawBufferPointer(rebasing: token[segment])) else {
+                return nil
+            }
+        }
+        return CompactJWS(header: segments[0], payload: segments[1], signature: segments[2])
+    }
+}
+
+/// The protected header fields that matter, after JSON decoding (DESIGN rule 3).
+struct JOSEHeader {
+    let algorithm: JWSAlgorithm
+    let keyID: String
+
+    /// Parses the decoded header. `alg` is compared after JSON decoding ("\u0045S256" is ES256)
+    /// and must be one of `allowed`; `jku`, `x5u`, `jwk` and `x5c` are ignored, never fetched or
+    /// trusted; `crit` and `b64` change JWS processing and are refused whatever their value.
+    static func parse(_ bytes: [UInt8], allowed: Set<JWSAlgorithm>) -> Result<JOSEHeader, Rejection> {
+        let header: JSONObject
+        do {
+            guard let object = try JSONValue.parse(bytes).objectValue else {
+                return .failure(Rejection(.malformedToken, "header is not a JSON object"))
+            }
+            header = object
+        } catch {
+            return .failure(Rejection(.malformedToken, "header: \(error)"))
+        }
+        guard let name = header["alg"]?.stringValue else {
+            return .failure(Rejection(.algNotAllowed, "alg missing or not a string"))
+        }
+        guard let algorithm = JWSAlgorithm(rawValue: name), allowed.contains(algorithm) else {
+            return .failure(Rejection(.algNotAllowed, "alg \(name.debugDescription)"))
+        }
+        if header["crit"] != nil || header["b64"] != nil {
+            return .failure(Rejection(.unsupportedHeader, "crit/b64 header parameters are not supported"))
+        }
+        guard let keyID = header["kid"]?.stringValue, !keyID.isEmpty else {
+            return .failure(Rejection(.malformedToken, "kid missing or not a string"))
+        }
+        return .success(JOSEHeader(algorithm: algorithm, keyID: keyID))
+    }
+}
+
+/// The claims of a verified payload, typed (DESIGN rules 6–11).
+struct IAPClaims {
+    let audience: String
+    let issuer: String
+    let expiresAt: Int64
+    let issuedAt: Int64
+    let notBefore: Int64?
+    let email: String
+    let subject: String
+    let hostedDomain: String?
+    let accessLevels: [String]
+    let all: JSONObject
+
+    /// Parses the payload. Every claim IAP always sends must be present with its JSON type:
+    /// `exp`/`iat` non-negative integers (no fractions, no strings), `aud`/`iss`/`email`/`sub`
+    /// strings; `hd` a string and `google.access_levels` an array of strings when present.
+    static func parse(_ bytes: [UInt8]) -> Result<IAPClaims, Rejection> {
+        let claims: JSONObject
+        do {
+            guard let object = try JSONValue.parse(bytes).objectValue else {
+                return .failure(Rejection(.malformedClaims, "payload is not a JSON object"))
+            }
+            claims = object
+        } catch {
+            return .failure(Rejection(.malformedClaims, "payload: \(error)"))
+        }
+        func time(_ name: String, required: Bool) -> Result<Int64?, Rejection> {
+            guard let value = claims[name] else {
+                return required ? .failure(Rejection(.malformedClaims, "\(name) missing")) : .success(nil)
+            }
+            guard let seconds = value.integerValue, seconds >= 0 else {
+                return .failure(Rejection(.malformedClaims, "\(name) is not a non-negative integer"))
+            }
+            return .success(seconds)
+        }
+        func string(_ name: String) -> Result<String, Rejection> {
+            guard let value = claims[name]?.stringValue else {
+                return .failure(Rejection(.malformedClaims, "\(name) missing or not a string"))
+            }
+            return .success(value)
+        }
+        do {
+            let expiresAt = try time("exp", required: true).get()!
+            let issuedAt = try time("iat", required: true).get()!
+            let notBefore = try time("nbf", required: false).get()
+            let audience = try string("aud").get()
+            let issuer = try string("iss").get()
+            let email = try string("email").get()
+            let subject = try string("sub").get()
+            var hostedDomain: String?
+            if let hd = claims["hd"] {
+                guard let domain = hd.stringValue else { throw Rejection(.malformedClaims, "hd is not a string") }
+                hostedDomain = domain.lowercased()
+            }
+            var accessLevels: [String] = []
+            if let google = claims["google"] {
+                guard let object = google.objectValue else {
+                    throw Rejection(.malformedClaims, "google is not an object")
+                }
+                if let levels = object["access_levels"] {
+                    guard let array = levels.arrayValue else {
+                        throw Rejection(.malformedClaims, "google.access_levels is not an array")
+                    }
+                    for level in array {
+                        guard let name = level.stringValue else {
+                            throw Rejection(.malformedClaims, "google.access_levels holds a non-string")
+                        }
+                        accessLevels.append(name)
+                    }
+                }
+            }
+            guard !email.isEmpty else { throw Rejection(.malformedClaims, "email is empty") }
+            return .success(
+                IAPClaims(
+                    audience: audience, issuer: issuer, expiresAt: expiresAt, issuedAt: issuedAt,
+                    notBefore: notBefore, email: email.lowercased(), subject: subject, hostedDomain: hostedDomain,
+                    accessLevels: accessLevels, all: claims))
+        } catch let rejection as Rejection {
+            return .failure(rejection)
+        } catch {
+            return .failure(Rejection(.malformedClaims, "\(error)"))
+        }
+    }
+}

@@ -79,6 +79,13 @@ public final class SigningKey {
         return Base64URL.encode(MessageDigest.sha256.hash(Array(canonical.utf8)))
     }
 
+    /// A compact ES256 JWS of `claims` with `header` (which should name `"alg":"ES256"` and a kid).
+    public func compactJWS(header: JSONValue, claims: JSONValue) throws(KeyImportError) -> String {
+        let signingInput =
+            Base64URL.encode(Array(header.serialized().utf8)) + "." + Base64URL.encode(Array(claims.serialized().utf8))
+        return signingInput + "." + Base64URL.encode(try signES256(Array(signingInput.utf8)))
+    }
+
     /// An ES256 signature of `message`: raw r‖s, 64 bytes.
     public func signES256(_ message: [UInt8]) throws(KeyImportError) -> [UInt8] {
         guard let context = EVP_MD_CTX_new() else { throw KeyImportError("out of memory") }

@@ -66,6 +66,9 @@ public final class VerificationKey: @unchecked Sendable {
         guard let lastByte = exponent.last, lastByte & 1 == 1, exponent != [1], exponent.count <= 8 else {
             throw KeyImportError("RSA exponent must be odd, greater than 1 and at most 64 bits")
         }
+        guard !hasROCAFingerprint(modulus) else {
+            throw KeyImportError("RSA modulus has the ROCA fingerprint (CVE-2017-15361): the key is factorable")
+        }
         let pkey = try fromData(algorithm: "RSA") { context in
             OpenSSL.withCStrings([OSSL_PKEY_PARAM_RSA_N, OSSL_PKEY_PARAM_RSA_E]) { names in
                 guard let builder = OSSL_PARAM_BLD_new() else { return nil }
@@ -113,6 +116,29 @@ public final class VerificationKey: @unchecked Sendable {
             return try rsa(modulus: n, exponent: e)
         }
         throw KeyImportError("unsupported public key type")
+    }
+
+    /// ROCA (CVE-2017-15361): moduli from the flawed Infineon generator are, modulo every small
+    /// prime r, a power of 65537. A random modulus passes that for all primes 3…167 with negligible
+    /// probability, so a match means the key must not be trusted. The subgroups are computed here
+    /// from that definition.
+    static func hasROCAFingerprint(_ modulus: [UInt8]) -> Bool {
+        let primes = (3...167).filter { candidate in (2..<candidate).allSatisfy { candidate % $0 != 0 } }
+        for prime in primes {
+            let residue = modulus.reduce(0) { ($0 * 256 + Int($1)) % prime }
+            let generator = 65537 % prime
+            var power = 1
+            var inSubgroup = false
+            repeat {
+                if power == residue {
+                    inSubgroup = true
+                    break
+                }
+                power = power * generator % prime
+            } while power != 1
+            if !inSubgroup { return false }
+        }
+        return true
     }
 
     private static func fromData(

@@ -11,7 +11,15 @@ struct CompactJWS {
     /// (DESIGN rule 2). Anything else — JSON serialization, whitespace, padding, a fourth
     /// segment, an oversized token — is not a compact JWS.
     static func split(_ token: UnsafeRawBufferPointer, maximumBytes: Int) -> CompactJWS? {
-        guard token.count <= maximumBytes else { return nil }
+        guard token.count <= maximumBytes, let segments = segments(of: token) else { return nil }
+        for segment in segments {
+            guard Base64URL.isCanonical(UnsafeRawBufferPointer(rebasing: token[segment])) else { return nil }
+        }
+        return CompactJWS(header: segments[0], payload: segments[1], signature: segments[2])
+    }
+
+    /// The ranges of exactly three non-empty dot-separated segments, or nil.
+    static func segments(of token: UnsafeRawBufferPointer) -> [Range<Int>]? {
         var dots: [Int] = []
         for (index, byte) in token.enumerated() where byte == UInt8(ascii: ".") {
             dots.append(index)
@@ -19,12 +27,7 @@ struct CompactJWS {
         }
         guard dots.count == 2 else { return nil }
         let segments = [0..<dots[0], (dots[0] + 1)..<dots[1], (dots[1] + 1)..<token.count]
-        for segment in segments {
-            guard !segment.isEmpty, Base64URL.isCanonical(UnsafeRawBufferPointer(rebasing: token[segment])) else {
-                return nil
-            }
-        }
-        return CompactJWS(header: segments[0], payload: segments[1], signature: segments[2])
+        return segments.allSatisfy { !$0.isEmpty } ? segments : nil
     }
 }
 

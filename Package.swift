@@ -14,6 +14,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(name: "IAPAuth", dependencies: ["COpenSSL", "CCurl"]),
+        .target(name: "HTTP1"),
         .executableTarget(
             name: "iap-proxy",
             dependencies: [
@@ -22,6 +23,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "IAPAuthTests", dependencies: ["IAPAuth"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
     ],
     swiftLanguageModes: [.v6]
 )

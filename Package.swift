@@ -24,6 +24,8 @@ let package = Package(
         ),
         .testTarget(name: "IAPAuthTests", dependencies: ["IAPAuth"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        // Runs the built `iap-proxy` binary as a subprocess, as users and scripts do.
+        .testTarget(name: "CommandTests", dependencies: ["iap-proxy"]),
     ],
     swiftLanguageModes: [.v6]
 )

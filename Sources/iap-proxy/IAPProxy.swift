@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+
+/// The `iap-proxy` command line. Exit codes: 0 success, 1 a rejected token (or a failed run),
+/// 2 usage or configuration errors (argument-parser's own 64 is mapped to 2).
+@main
+struct IAPProxy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iap-proxy",
+        abstract: "An identity-aware reverse proxy that verifies Google IAP assertions.",
+        subcommands: [VerifyCommand.self, KeygenCommand.self, MintCommand.self]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exitMapped(error)
+        }
+    }
+
+    static func exitMapped(_ error: Error) -> Never {
+        if let failure = error as? ConfigurationFailure {
+            printError("error: \(failure.message)")
+            Foundation.exit(2)
+        }
+        let code = exitCode(for: error)
+        let message = fullMessage(for: error)
+        if !message.isEmpty {
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+        }
+        Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+    }
+}
+
+/// A configuration or input problem found while running: printed as `error: …`, exit 2.
+struct ConfigurationFailure: Error {
+    let message: String
+}
+
+func configurationError(_ message: String) -> ConfigurationFailure { ConfigurationFailure(message: message) }
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}

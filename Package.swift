@@ -22,6 +22,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // `make bench-verify`: full verifications per second on one core.
+        .executableTarget(name: "verify-bench", dependencies: ["IAPAuth"], path: "Sources/verify-bench"),
         .testTarget(name: "IAPAuthTests", dependencies: ["IAPAuth"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         // Runs the built `iap-proxy` binary as a subprocess, as users and scripts do.

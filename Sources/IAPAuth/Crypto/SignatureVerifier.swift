@@ -14,9 +14,35 @@ public enum JWSAlgorithm: String, Sendable, Hashable, CaseIterable {
     }
 }
 
-/// Verifies signatures with one reusable `EVP_MD_CTX`. Not thread-safe: each thread (event loop,
-/// command) owns one, while the keys and the SHA-256 method it uses are shared.
+/// Verifies signatures. Not thread-safe: each thread (event loop, command) owns one, while the
+/// keys and the SHA-256 method are shared.
+///
+/// `EVP_DigestVerifyInit` fetches the signature algorithm and builds an operation context on
+/// every call (~8 µs, and a global lock in OpenSSL 3.0). So each key gets one initialised
+/// context per thread, made once, and every verification copies it (`EVP_MD_CTX_copy_ex`).
 final class SignatureVerifier {
+    /// An initialised verification context for one key; holds the key so it outlives the context.
+    private final class Template {
+        let context: OpaquePointer
+        let key: VerificationKey
+
+        init?(key: VerificationKey) {
+            guard let context = EVP_MD_CTX_new() else { return nil }
+            guard EVP_DigestVerifyInit(context, nil, MessageDigest.sha256.pointer, nil, key.pkey) == 1 else {
+                ERR_clear_error()
+                EVP_MD_CTX_free(context)
+                return nil
+            }
+            self.context = context
+            self.key = key
+        }
+
+        deinit { EVP_MD_CTX_free(context) }
+    }
+
+    /// Templates by key; bounded, since key sets rotate (old keys fall out when it fills up).
+    private var templates: [ObjectIdentifier: Template] = [:]
+    private static let maximumTemplates = 64
     private let context: OpaquePointer
 
     init() {
@@ -41,14 +67,21 @@ final class SignatureVerifier {
     }
 
     private func digestVerify(signature: [UInt8], message: UnsafeRawBufferPointer, key: VerificationKey) -> Bool {
-        EVP_MD_CTX_reset(context)
-        guard EVP_DigestVerifyInit(context, nil, MessageDigest.sha256.pointer, nil, key.pkey) == 1 else {
+        guard let template = template(for: key), EVP_MD_CTX_copy_ex(context, template.context) == 1 else {
             ERR_clear_error()
             return false
         }
         let result = EVP_DigestVerify(context, signature, signature.count, message.baseAddress, message.count)
         if result != 1 { ERR_clear_error() }
         return result == 1
+    }
+
+    private func template(for key: VerificationKey) -> Template? {
+        if let template = templates[ObjectIdentifier(key)] { return template }
+        if templates.count >= Self.maximumTemplates { templates.removeAll() }
+        let template = Template(key: key)
+        templates[ObjectIdentifier(key)] = template
+        return template
     }
 }
 
@@ -83,14 +116,16 @@ enum ECDSASignature {
             ERR_clear_error()
             return nil
         }
-        let length = i2d_ECDSA_SIG(signature, nil)
-        guard length > 0 else { return nil }
-        var der = [UInt8](repeating: 0, count: Int(length))
-        let written = der.withUnsafeMutableBufferPointer { buffer -> Int32 in
+        // SEQUENCE { INTEGER r, INTEGER s } with 32-byte scalars is at most 2 + 2 × (2 + 33) = 72
+        // bytes, so one i2d call into a buffer of that size suffices (i2d is slow; do not call it twice).
+        var der = [UInt8](repeating: 0, count: 72)
+        let length = der.withUnsafeMutableBufferPointer { buffer -> Int32 in
             var cursor = buffer.baseAddress
             return i2d_ECDSA_SIG(signature, &cursor)
         }
-        return written == length ? der : nil
+        guard length > 0, length <= 72 else { return nil }
+        der.removeLast(72 - Int(length))
+        return der
     }
 
     /// Raw r‖s from a DER signature (what OpenSSL's signing returns), for `mint`.

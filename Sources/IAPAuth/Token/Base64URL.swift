@@ -14,26 +14,24 @@ public enum Base64URL {
 
     /// Decodes `input`, or returns nil when it is not canonical unpadded base64url.
     public static func decode(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard isCanonical(input) else { return nil }
         let count = input.count
-        if count % 4 == 1 { return nil }
-        var output = [UInt8]()
-        output.reserveCapacity(count * 3 / 4)
-        return values.withUnsafeBufferPointer { table -> [UInt8]? in
-            var accumulator: UInt32 = 0
-            var bits = 0
-            for byte in input {
-                let value = table[Int(byte)]
-                if value == 0xFF { return nil }
-                accumulator = (accumulator << 6) | UInt32(value)
-                bits += 6
-                if bits >= 8 {
-                    bits -= 8
-                    output.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+        return [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { output, initialized in
+            values.withUnsafeBufferPointer { table in
+                var accumulator: UInt32 = 0
+                var bits: UInt32 = 0
+                var written = 0
+                for byte in input {
+                    accumulator = (accumulator << 6) | UInt32(table[Int(byte)])
+                    bits += 6
+                    if bits >= 8 {
+                        bits -= 8
+                        output[written] = UInt8(truncatingIfNeeded: accumulator >> bits)
+                        written += 1
+                    }
                 }
+                initialized = written
             }
-            // Leftover bits (2 or 4) must be zero, or two encodings would decode the same.
-            if bits > 0 && accumulator & ((1 << UInt32(bits)) - 1) != 0 { return nil }
-            return output
         }
     }
 

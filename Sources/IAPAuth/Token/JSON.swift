@@ -127,7 +127,6 @@ private struct JSONParser {
         guard depth <= JSONValue.maximumDepth else { throw error("nesting too deep") }
         index += 1  // "{"
         var members: [JSONObject.Member] = []
-        var names: Set<String> = []
         skipWhitespace()
         if index < bytes.count && bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -138,7 +137,8 @@ private struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected member name") }
             let nameOffset = index
             let name = try parseString()
-            guard names.insert(name).inserted else {
+            // Objects here are small (a JOSE header, claims, a JWK): a linear scan beats hashing.
+            if members.contains(where: { $0.name == name }) {
                 throw JSONError(reason: "duplicate member name", offset: nameOffset)
             }
             skipWhitespace()
@@ -210,7 +210,25 @@ private struct JSONParser {
 
     mutating func parseString() throws(JSONError) -> String {
         index += 1  // opening quote
-        var utf8: [UInt8] = []
+        // Fast path: no escapes, so the string is a slice of the input.
+        let start = index
+        var ascii = true
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            ascii = ascii && byte < 0x80
+            index += 1
+        }
+        if index < bytes.count && bytes[index] == UInt8(ascii: "\"") {
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+            index += 1
+            if ascii { return String(decoding: slice, as: UTF8.self) }
+            guard let string = String(validating: slice, as: UTF8.self) else {
+                throw error("invalid UTF-8 in string")
+            }
+            return string
+        }
+        var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# make bench-verify: full IAP verifications per second (a fresh token each time, no cache) next
+# to OpenSSL's own P-256 verify rate, on one core, in interleaved rounds; prints medians and ratio.
+# Usage: bench/verify.sh [rounds] [seconds-per-run]
+set -euo pipefail
+rounds=${1:-5}
+seconds=${2:-3}
+cd "$(dirname "$0")/.."
+swift build -c release --product verify-bench >/dev/null
+bench=.build/release/verify-bench
+cpu=$(( $(nproc) > 1 ? 1 : 0 ))
+ours=()
+theirs=()
+for round in $(seq "$rounds"); do
+    ours+=("$(taskset -c "$cpu" "$bench" "$seconds")")
+    theirs+=("$(taskset -c "$cpu" openssl speed -seconds "$seconds" ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print int($NF)}')")
+    echo "round $round: iap-proxy ${ours[-1]} verify/s, openssl speed ${theirs[-1]} verify/s"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+m_ours=$(median "${ours[@]}")
+m_theirs=$(median "${theirs[@]}")
+echo "median: iap-proxy $m_ours verify/s (full token verification), openssl speed ecdsap256 $m_theirs verify/s"
+awk -v a="$m_ours" -v b="$m_theirs" 'BEGIN {printf "ratio: %.3f of OpenSSL'"'"'s own verify rate (target >= 0.9)\n", a / b}'

@@ -1,0 +1,99 @@
+/// An extra field line for a head writer, e.g. an identity header the proxy adds.
+public struct ExtraField: Sendable {
+    /// The field name; must be a token.
+    public var name: String
+    /// The field value; must not contain CR, LF, NUL or other controls but HTAB.
+    public var value: String
+
+    /// A field line `name: value`.
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    /// Whether the field can be written without changing the message's structure: a token name that is
+    /// not a framing field (the writers own those), and a value without CR, LF or other controls.
+    var isValid: Bool {
+        HeaderName.isValid(name.utf8) && value.utf8.allSatisfy(ASCII.isFieldValueByte)
+            && !isFramingField(ArraySlice(name.utf8))
+    }
+}
+
+/// Serializes the request head sent upstream: always HTTP/1.1, CRLF line endings, byte slices appended
+/// straight from the parsed head. The received Content-Length and Transfer-Encoding fields are never
+/// copied: the writer emits the framing it is given in canonical form (`Content-Length: 10`, never
+/// `010`, which a backend parsing with `strtoll(…, 0)` reads as 8).
+public enum RequestHeadWriter {
+    /// Appends `method SP target SP HTTP/1.1 CRLF`, every field of `head` whose index passes `include`
+    /// (framing fields excepted), the field for `framing` (`.none` and `.untilClose` write none), then
+    /// `extraFields`, then the empty line. Returns false, appending nothing, if an extra field is invalid
+    /// (a value with CR or LF would let it inject lines) or is itself a framing field.
+    public static func append(
+        _ head: RequestHead, framing: BodyFraming, extraFields: [ExtraField] = [], to output: inout [UInt8],
+        including include: (Int) -> Bool
+    ) -> Bool {
+        guard extraFields.allSatisfy(\.isValid) else { return false }
+        output.append(contentsOf: head.bytes[head.method])
+        output.append(ASCII.space)
+        output.append(contentsOf: head.bytes[head.target])
+        output.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        appendFields(of: head, framing: framing, extraFields: extraFields, to: &output, including: include)
+        return true
+    }
+}
+
+/// Serializes the response head sent to the client: always HTTP/1.1, CRLF line endings.
+public enum ResponseHeadWriter {
+    /// Appends `HTTP/1.1 SP status SP reason CRLF`, every field of `head` whose index passes `include`
+    /// (framing fields excepted), the field for `framing`, then `extraFields`, then the empty line.
+    /// Returns false, appending nothing, if an extra field is invalid.
+    public static func append(
+        _ head: ResponseHead, framing: BodyFraming, extraFields: [ExtraField] = [], to output: inout [UInt8],
+        including include: (Int) -> Bool
+    ) -> Bool {
+        guard extraFields.allSatisfy(\.isValid) else { return false }
+        output.append(contentsOf: "HTTP/1.1 ".utf8)
+        // 100...599, so always three digits.
+        output.append(UInt8(ascii: "0") + UInt8(head.status / 100))
+        output.append(UInt8(ascii: "0") + UInt8(head.status / 10 % 10))
+        output.append(UInt8(ascii: "0") + UInt8(head.status % 10))
+        output.append(ASCII.space)
+        output.append(contentsOf: head.bytes[head.reason])
+        output.append(contentsOf: "\r\n".utf8)
+        appendFields(of: head, framing: framing, extraFields: extraFields, to: &output, including: include)
+        return true
+    }
+}
+
+/// `name: value CRLF` for the chosen fields, the framing field and the extras, then the final CRLF.
+private func appendFields(
+    of head: some MessageHead, framing: BodyFraming, extraFields: [ExtraField], to output: inout [UInt8],
+    including include: (Int) -> Bool
+) {
+    for (index, field) in head.fields.enumerated() where include(index) && !isFramingField(head.bytes[field.name]) {
+        appendField(head.bytes[field.name], head.bytes[field.value], to: &output)
+    }
+    switch framing {
+    case .contentLength(let length): appendField("Content-Length".utf8, String(length).utf8, to: &output)
+    case .chunked: appendField("Transfer-Encoding".utf8, "chunked".utf8, to: &output)
+    case .none, .untilClose: break
+    }
+    for field in extraFields {
+        appendField(field.name.utf8, field.value.utf8, to: &output)
+    }
+    output.append(contentsOf: "\r\n".utf8)
+}
+
+private func appendField(
+    _ name: some Collection<UInt8>, _ value: some Collection<UInt8>, to output: inout [UInt8]
+) {
+    output.append(contentsOf: name)
+    output.append(contentsOf: ": ".utf8)
+    output.append(contentsOf: value)
+    output.append(contentsOf: "\r\n".utf8)
+}
+
+/// Content-Length or Transfer-Encoding, including `_` lookalikes.
+private func isFramingField(_ name: ArraySlice<UInt8>) -> Bool {
+    HeaderName.identityEquals(name, "content-length") || HeaderName.identityEquals(name, "transfer-encoding")
+}

@@ -102,6 +102,12 @@ struct VerifierTests {
         let badLevels = TokenFactory.object(["access_levels": .array([.number("1")])])
         #expect(verify(try token { $0["google"] = badLevels }).rejectionReason == .malformedClaims)
         #expect(verify(try token { $0["email"] = .string("") }).rejectionReason == .malformedClaims)
+        // Identity values become header values: CR/LF/NUL would be header injection.
+        for name in ["email", "sub", "hd"] {
+            for bad in ["a\r\nX-Admin: 1@example.com", "a\u{0}b@example.com", "a\u{7F}@example.com"] {
+                #expect(verify(try token { $0[name] = .string(bad) }).rejectionReason == .malformedClaims, "\(name)")
+            }
+        }
     }
 
     @Test("Header: alg pinned after JSON decoding; crit/b64 refused; kid required")

@@ -137,6 +137,11 @@ struct IAPClaims {
                 }
             }
             guard !email.isEmpty else { throw Rejection(.malformedClaims, "email is empty") }
+            // These values become HTTP header values: no control characters, ever.
+            for (name, value) in [("email", email), ("sub", subject), ("hd", hostedDomain ?? "")]
+            where value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+                throw Rejection(.malformedClaims, "\(name) contains control characters")
+            }
             return .success(
                 IAPClaims(
                     audience: audience, issuer: issuer, expiresAt: expiresAt, issuedAt: issuedAt,

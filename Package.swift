@@ -15,10 +15,14 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(name: "IAPAuth", dependencies: ["COpenSSL", "CCurl"]),
         .target(name: "HTTP1"),
+        .target(name: "CLinux", cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "ProxyServer", dependencies: ["CLinux", "HTTP1", "IAPAuth"]),
         .executableTarget(
             name: "iap-proxy",
             dependencies: [
+                "HTTP1",
                 "IAPAuth",
+                "ProxyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -8,7 +8,10 @@ struct IAPProxy: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iap-proxy",
         abstract: "An identity-aware reverse proxy that verifies Google IAP assertions.",
-        subcommands: [VerifyCommand.self, KeygenCommand.self, MintCommand.self]
+        subcommands: [
+            ServeCommand.self, CheckConfigCommand.self, VerifyCommand.self, KeygenCommand.self, MintCommand.self,
+            EchoCommand.self,
+        ]
     )
 
     static func main() {

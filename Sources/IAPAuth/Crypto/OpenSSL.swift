@@ -34,6 +34,7 @@ final class MessageDigest: @unchecked Sendable {
     let pointer: OpaquePointer
 
     static let sha256 = MessageDigest(name: "SHA256")
+    static let sha1 = MessageDigest(name: "SHA1")
 
     private init(name: String) {
         guard let md = EVP_MD_fetch(nil, name, nil) else {
@@ -53,5 +54,41 @@ final class MessageDigest: @unchecked Sendable {
         }
         precondition(ok == 1, "EVP_Digest failed: \(OpenSSL.drainErrors())")
         return Array(output.prefix(Int(length)))
+    }
+}
+
+/// An incremental digest, for tools that hash streams (the `echo` upstream reports a body's
+/// SHA-256; the WebSocket handshake needs SHA-1).
+public final class StreamingDigest {
+    private let context: OpaquePointer
+
+    public enum Algorithm: String { case sha1 = "SHA1", sha256 = "SHA256" }
+
+    public init(_ algorithm: Algorithm) {
+        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex2(context, algorithm == .sha256
+            ? MessageDigest.sha256.pointer : MessageDigest.sha1.pointer, nil) == 1
+        else { fatalError("cannot start \(algorithm.rawValue): \(OpenSSL.drainErrors())") }
+        self.context = context
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        precondition(EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) == 1)
+    }
+
+    public func finish() -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        precondition(EVP_DigestFinal_ex(context, &output, &length) == 1)
+        return Array(output.prefix(Int(length)))
+    }
+
+    /// The digest of `bytes` in one call.
+    public static func hash(_ algorithm: Algorithm, _ bytes: [UInt8]) -> [UInt8] {
+        let digest = StreamingDigest(algorithm)
+        bytes.withUnsafeBytes { digest.update($0) }
+        return digest.finish()
     }
 }

@@ -1,0 +1,318 @@
+import Glibc
+import HTTP1
+import IAPAuth
+
+/// One client connection. Requests are handled one at a time: a pipelined request waits in the
+/// inbound buffer until the previous response is complete, so responses leave in order.
+///
+///     readingHead ──admitted──▶ exchanging ──response done──▶ readingHead (keep-alive)
+///          │  └─unknown kid──▶ awaitingKeys ──keys arrived──▶ (admission again)
+///          └─refused──▶ closing        exchanging ──101──▶ tunnel
+///
+/// All buffering is bounded: reading from one side pauses while the other side's queue is above
+/// the high-water mark (backpressure), and the inbound buffer is capped.
+final class ClientConnection: LoopHandler {
+    enum State {
+        case readingHead
+        case awaitingKeys(RequestHead)
+        case exchanging
+        case tunnel
+        /// Writing the last queued bytes, then closing.
+        case closing
+        case closed
+    }
+
+    let fd: Int32
+    var token: EventLoop.Token?
+    unowned let worker: Worker
+    let peer: SocketAddress
+    let inbound = ByteBuffer()
+    let outbound = ByteBuffer()
+    var state = State.readingHead
+    /// When the current phase times out (monotonic ms).
+    var deadline: Int64
+    var exchange: Exchange?
+    var requestsServed = 0
+    /// The client closed its side (read returned 0).
+    var sawEOF = false
+    private var interest: UInt32 = 0
+    /// Set while the upstream cannot take more request body bytes.
+    var readPaused = false
+    /// Tunnel only: our write side toward each peer is shut.
+    var shutClientWrite = false
+    var shutUpstreamWrite = false
+
+    /// Stop reading once this much is buffered (a request head, or body awaiting the upstream).
+    static let inboundCap = 64 * 1024
+
+    var config: ServerConfig { worker.shared.config }
+
+    init(fd: Int32, peer: SocketAddress, worker: Worker) {
+        self.fd = fd
+        self.peer = peer
+        self.worker = worker
+        deadline = worker.loop.now + worker.shared.config.timeouts.head
+    }
+
+    // MARK: Events
+
+    func handle(_ events: UInt32) {
+        if events & Readiness.readable != 0 || events & (Readiness.hangUp | Readiness.error) != 0 && !sawEOF {
+            guard readClient() else { return }
+        }
+        if events & Readiness.writable != 0 {
+            guard flushClient() else { return }
+        }
+        advance()
+        updateInterest()
+    }
+
+    /// Moves the current phase forward with whatever is buffered.
+    func advance() {
+        switch state {
+        case .readingHead: readHead()
+        case .exchanging: pumpRequestBody()
+        case .tunnel: pumpTunnel()
+        case .closing: if outbound.isEmpty { close() }
+        case .awaitingKeys, .closed: break
+        }
+    }
+
+    /// Reads once. Returns false when the connection was closed because of an error.
+    private func readClient() -> Bool {
+        guard !sawEOF, inbound.count < Self.inboundCap else { return true }
+        do {
+            let buffer = inbound.writable(minimum: 4096, preferred: 16 * 1024)
+            switch try Socket.read(fd, into: buffer) {
+            case .wouldBlock: break
+            case .done(0): sawEOF = true
+            case .done(let count):
+                inbound.commit(count)
+                noteProgress()
+            }
+            return true
+        } catch {
+            abort("client-reset")
+            return false
+        }
+    }
+
+    /// Writes queued bytes. Returns false when the client is gone (the exchange is aborted).
+    @discardableResult
+    func flushClient() -> Bool {
+        do {
+            while !outbound.isEmpty {
+                guard case .done(let count) = try Socket.write(fd, outbound.readable) else { break }
+                outbound.consume(count)
+                noteProgress()
+            }
+            outbound.releaseIfEmpty()
+            // Room again: let the upstream's response flow.
+            if let upstream = exchange?.upstream ?? tunnelUpstream, upstream.readPaused,
+                outbound.count < config.limits.writeHighWater
+            {
+                upstream.readPaused = false
+                upstream.updateInterest()
+            }
+            return true
+        } catch {
+            abort("client-reset")
+            return false
+        }
+    }
+
+    func updateInterest() {
+        guard let token, !isClosed else { return }
+        var wanted: UInt32 = 0
+        if !outbound.isEmpty { wanted |= Readiness.writable }
+        var closing = false
+        if case .closing = state { closing = true }
+        if !closing && !sawEOF && !readPaused && inbound.count < Self.inboundCap { wanted |= Readiness.readable }
+        if wanted != interest {
+            interest = wanted
+            worker.loop.modify(fd, token: token, interest: wanted)
+        }
+    }
+
+    /// Between requests with nothing buffered: safe to close when draining.
+    var isIdle: Bool {
+        guard case .readingHead = state else { return false }
+        return exchange == nil && inbound.isEmpty && outbound.isEmpty
+    }
+
+    var isClosed: Bool {
+        if case .closed = state { return true }
+        return false
+    }
+
+    // MARK: Timeouts
+
+    /// Any bytes moved push the deadline of the current phase out again.
+    func noteProgress() {
+        let timeouts = config.timeouts
+        let now = worker.loop.now
+        switch state {
+        case .readingHead: break  // a head must be complete within `head`, however slowly it trickles
+        case .exchanging:
+            let waiting = exchange?.upstream?.connecting == true ? timeouts.upstreamConnect : timeouts.upstreamResponse
+            deadline = now + max(waiting, exchange?.requestComplete == false ? timeouts.client : 0)
+        case .tunnel: deadline = now + timeouts.tunnelIdle
+        case .closing, .awaitingKeys, .closed: break
+        }
+    }
+
+    func sweep(now: Int64) {
+        guard now >= deadline else { return }
+        switch state {
+        case .readingHead:
+            if inbound.isEmpty && requestsServed > 0 {
+                close()  // idle keep-alive connection
+            } else {
+                refuse(status: 408, decision: "error", reason: "head-timeout", close: true)
+            }
+        case .awaitingKeys(let head):
+            deny(head, status: 401, Rejection(.unknownKid, "no key set with this kid arrived in time"))
+        case .exchanging:
+            guard let exchange else { return close() }
+            if exchange.responseStarted {
+                abort(exchange.requestComplete ? "upstream-timeout" : "client-timeout")
+            } else if !exchange.requestComplete && exchange.upstream?.connecting != true {
+                failExchange(status: 408, reason: "client-body-timeout")
+            } else if exchange.upstream?.connecting == true {
+                failExchange(status: 502, reason: "upstream-connect-timeout")
+            } else {
+                failExchange(status: 504, reason: "upstream-timeout")
+            }
+        case .tunnel: closeTunnel()
+        case .closing: abort("client-timeout")
+        case .closed: break
+        }
+    }
+
+    // MARK: Request heads
+
+    private func readHead() {
+        while case .readingHead = state {
+            guard !inbound.isEmpty else {
+                inbound.releaseIfEmpty()
+                if sawEOF { close() }
+                return
+            }
+            switch HTTP1Parser.parseRequestHead(inbound.readable, limits: config.limits.http) {
+            case .incomplete:
+                if sawEOF { close() }  // the client gave up mid-head
+                return
+            case .invalid(let error):
+                refuse(status: error.status, decision: "error", reason: error.reason, close: true)
+                return
+            case .complete(let head, let length):
+                inbound.consume(length)
+                start(head)
+            }
+        }
+    }
+
+    /// A complete request head: admit it, or refuse it with a generic page.
+    private func start(_ head: RequestHead) {
+        exchange = Exchange(head: head, worker: worker, client: peer)
+        guard head.targetForm == .origin || head.targetForm == .asterisk else {
+            // Absolute-form targets name another host: a reverse proxy has no business with them.
+            refuse(status: 400, decision: "error", reason: "absolute-form-target", close: true)
+            return
+        }
+        admit(head, mayWait: true)
+    }
+
+    func admit(_ head: RequestHead, mayWait: Bool) {
+        switch worker.admit(head, mayWaitForKeys: mayWait) {
+        case .allow(let identity, let reason):
+            exchange?.admitted(identity, reason: reason)
+            beginUpstream(head)
+        case .deny(let status, let rejection):
+            deny(head, status: status, rejection)
+        case .waitForKeys:
+            state = .awaitingKeys(head)
+            deadline = worker.loop.now + config.timeouts.keyWait
+            worker.park(self)
+        }
+    }
+
+    /// Called by the worker when a new key set arrived while this request waited for its kid.
+    func keysChanged() {
+        guard case .awaitingKeys(let head) = state else { return }
+        state = .readingHead  // not reading: admission decides what comes next
+        admit(head, mayWait: false)
+        updateInterest()
+    }
+
+    private func deny(_ head: RequestHead, status: Int, _ rejection: Rejection) {
+        // The body was not read: keep the connection only if there is none.
+        let close = head.framing != .none || !head.keepAlive
+        refuse(status: status, decision: "deny", reason: rejection.reason.rawValue, close: close)
+    }
+
+    /// Answers the current request locally with a short generic page (the reason goes to the log,
+    /// never to the client) and continues with the next request or closes.
+    func refuse(status: Int, decision: String, reason: String, close: Bool) {
+        let exchange = exchange ?? Exchange(head: nil, worker: worker, client: peer)
+        let closing = close || sawEOF || worker.draining
+        let body = ErrorPage.append(status: status, requestID: exchange.requestID, close: closing, to: outbound)
+        exchange.record.value.status = status
+        exchange.record.value.decision = decision
+        exchange.record.value.reason = reason
+        exchange.record.value.bytes = body
+        finish(exchange, keepAlive: !closing)
+    }
+
+    // MARK: Finishing
+
+    /// Logs the exchange and either waits for the next request or closes after flushing.
+    func finish(_ exchange: Exchange, keepAlive: Bool) {
+        worker.log(exchange, now: worker.loop.now)
+        self.exchange = nil
+        requestsServed += 1
+        flushClient()
+        if keepAlive && !sawEOF && !worker.draining {
+            state = .readingHead
+            deadline = worker.loop.now + (inbound.isEmpty ? config.timeouts.idle : config.timeouts.head)
+            readPaused = false
+            readHead()  // a pipelined request may already be here
+        } else {
+            state = .closing
+            deadline = worker.loop.now + config.timeouts.client
+            if outbound.isEmpty { close() }
+        }
+    }
+
+    /// Closes after the queued bytes are written (FIN, a normal end).
+    func close() {
+        guard !isClosed, let token else { return }
+        if let upstream = exchange?.upstream ?? tunnelUpstream { upstream.close() }
+        state = .closed
+        worker.loop.deregister(fd, token: token)
+        Glibc.close(fd)
+        worker.connectionClosed(self)
+    }
+
+    /// Ends a broken exchange: both sockets are reset so neither side mistakes a truncated
+    /// message for a complete one.
+    func abort(_ reason: String) {
+        guard !isClosed, let token else { return }
+        if let exchange {
+            if exchange.record.value.status == 0 { exchange.record.value.status = 499 }
+            if exchange.identity == nil { exchange.record.value.decision = "error" }
+            exchange.record.value.reason = reason
+            worker.log(exchange, now: worker.loop.now)
+            self.exchange = nil
+            exchange.upstream?.close(abort: true)
+        }
+        tunnelUpstream?.close(abort: true)
+        state = .closed
+        worker.loop.deregister(fd, token: token)
+        Socket.abort(fd)
+        worker.connectionClosed(self)
+    }
+
+    /// The upstream connection of an open tunnel.
+    var tunnelUpstream: UpstreamConnection?
+}

@@ -1,0 +1,272 @@
+import Glibc
+import HTTP1
+import IAPAuth
+
+/// One event-loop thread and everything it owns: its listener (SO_REUSEPORT), its connections,
+/// its upstream pool, its verifier and token cache. Nothing here is touched by another thread;
+/// other threads reach a worker only through its loop's mailbox.
+final class Worker {
+    let index: Int
+    let shared: SharedState
+    let loop: EventLoop
+    private let verifier: Verifier
+    private let tokenCache: TokenCache
+    private let identityMatcher: IdentityHeaderMatcher
+    private var listener: Listener?
+    private var adminListener: Listener?
+    private var pool: [UpstreamConnection] = []
+    private var parked: [ClientConnection] = []
+    private(set) var clientCount = 0
+    private(set) var draining = false
+    private var logBuffer: [UInt8] = []
+    private var headScratch: [UInt8] = []
+    private var requestCounter: UInt64 = 0
+    private let requestPrefix: String
+
+    init(index: Int, shared: SharedState) throws(IOError) {
+        self.index = index
+        self.shared = shared
+        loop = try EventLoop()
+        verifier = Verifier(config: shared.config.verifier)
+        tokenCache = TokenCache(capacity: shared.config.limits.tokenCacheEntries)
+        identityMatcher = IdentityHeaderMatcher(extraNames: shared.config.identityHeaders.headers.map(\.name))
+        requestPrefix = String(UInt32.random(in: .min ... .max), radix: 16) + String(index, radix: 16)
+        loop.sweepInterval = min(250, max(10, Self.shortestTimeout(shared.config.timeouts) / 4))
+        loop.onMessage = { [unowned self] message in receive(message) }
+        loop.onIterationEnd = { [unowned self] in flushLog() }
+    }
+
+    /// Opens this worker's listeners; on failure nothing was opened.
+    func listen() throws(IOError) {
+        listener = try Listener(
+            address: shared.config.listen, loop: loop, mayAccept: { [unowned self] in mayAccept }
+        ) { [unowned self] fd, peer in accepted(fd, peer) }
+        if index == 0, let admin = shared.config.admin {
+            adminListener = try Listener(address: admin, loop: loop) { [unowned self] fd, _ in
+                AdminConnection.start(fd: fd, worker: self)
+            }
+        }
+    }
+
+    var listeningPort: UInt16? { listener?.port }
+    var adminPort: UInt16? { adminListener?.port }
+
+    /// Runs the loop on the calling thread until stopped.
+    func run() { loop.run() }
+
+    private static func shortestTimeout(_ timeouts: ServerConfig.Timeouts) -> Int64 {
+        [timeouts.head, timeouts.idle, timeouts.client, timeouts.upstreamConnect, timeouts.upstreamResponse,
+         timeouts.keyWait].min()!
+    }
+
+    // MARK: Connections
+
+    private func accepted(_ fd: Int32, _ peer: SocketAddress) {
+        let connection = ClientConnection(fd: fd, peer: peer, worker: self)
+        do {
+            connection.token = try loop.register(fd, interest: Readiness.readable, handler: connection)
+        } catch {
+            close(fd)
+            return
+        }
+        clientCount += 1
+        shared.liveConnections.add(1, ordering: .relaxed)
+    }
+
+    /// True while the proxy-wide connection cap allows another client.
+    var mayAccept: Bool {
+        !draining && shared.liveConnections.load(ordering: .relaxed) < shared.config.limits.maximumConnections
+    }
+
+    func connectionClosed(_ connection: ClientConnection) {
+        clientCount -= 1
+        shared.liveConnections.subtract(1, ordering: .relaxed)
+        listener?.resumeIfPossible()
+        if draining && clientCount == 0 { finishDrain() }
+    }
+
+    func park(_ connection: ClientConnection) { parked.append(connection) }
+
+    // MARK: Messages from other threads
+
+    private func receive(_ message: EventLoop.Message) {
+        switch message {
+        case .keysChanged:
+            let waiting = parked
+            parked = []
+            for connection in waiting { connection.keysChanged() }
+        case .policyChanged:
+            break  // the allowlist is read per request
+        case .drain:
+            startDrain()
+        case .stop:
+            loop.stop()
+        }
+    }
+
+    /// Stops accepting; idle connections close now, busy ones after their current response.
+    private func startDrain() {
+        guard !draining else { return }
+        draining = true
+        listener?.close()
+        listener = nil
+        for connection in loop.handlers(of: ClientConnection.self) where connection.isIdle { connection.close() }
+        if clientCount == 0 { finishDrain() }
+    }
+
+    private func finishDrain() {
+        adminListener?.close()
+        adminListener = nil
+        for upstream in pool { upstream.close() }
+        pool.removeAll()
+        flushLog()
+        loop.stop()
+    }
+
+    // MARK: Admission
+
+    enum Admission {
+        case allow(Identity, reason: String)
+        case deny(status: Int, Rejection)
+        case waitForKeys
+    }
+
+    /// DESIGN's gate: exactly one assertion, verified (or found in the token cache) against the
+    /// current key set, then the allowlist.
+    func admit(_ head: RequestHead, mayWaitForKeys: Bool) -> Admission {
+        var token: ArraySlice<UInt8>?
+        for field in head.fields where head.nameEquals(field, "x-goog-iap-jwt-assertion") {
+            guard token == nil else { return .deny(status: 401, Rejection(.duplicateAssertion)) }
+            token = head.value(of: field)
+        }
+        guard let token else { return .deny(status: 401, Rejection(.missingAssertion)) }
+        guard let keys = shared.keys.current else { return .deny(status: 503, Rejection(.keysUnavailable)) }
+        let now = wallClockSeconds()
+        let identity: Identity
+        if let cached = tokenCache.lookup(token, now: now, generation: keys.generation) {
+            identity = cached
+        } else {
+            switch token.withUnsafeBytes({ verifier.verify($0, keys: keys, now: now) }) {
+            case .success(let verified):
+                identity = verified
+                tokenCache.insert(
+                    token, identity: verified, validUntil: verified.expiresAt + shared.config.verifier.leeway,
+                    generation: keys.generation, now: now)
+            case .failure(let rejection):
+                if rejection.reason == .unknownKid, mayWaitForKeys, let refresher = shared.refresher {
+                    refresher.requestRefetch()
+                    return .waitForKeys
+                }
+                return .deny(status: rejection.reason == .keysUnavailable ? 503 : 401, rejection)
+            }
+        }
+        guard let allowlist = shared.allowlist, let reason = allowlist.admit(identity) else {
+            return .deny(status: 403, Rejection(.notAllowlisted, identity.email))
+        }
+        return .allow(identity, reason: reason)
+    }
+
+    // MARK: Heads
+
+    /// The request head sent upstream: hop-by-hop and identity-like headers removed (`_` and `-`
+    /// alike), forwarding headers set, the verified identity added. Framing is re-written.
+    func writeUpstreamHead(_ head: RequestHead, identity: Identity?, client: SocketAddress, to buffer: ByteBuffer) -> Bool {
+        var extra: [ExtraField] = []
+        var forwardedFor = ""
+        for field in head.fields where head.nameEquals(field, "x-forwarded-for") {
+            forwardedFor += String(decoding: head.value(of: field), as: UTF8.self) + ", "
+        }
+        extra.append(ExtraField("X-Forwarded-For", forwardedFor + client.ip))
+        extra.append(ExtraField("X-Forwarded-Proto", forwardedProto(head)))
+        if let host = head.hostString { extra.append(ExtraField("X-Forwarded-Host", host)) }
+        if let identity {
+            for header in shared.config.identityHeaders.render(identity) { extra.append(ExtraField(header.name, header.value)) }
+        }
+        if head.upgrade, let protocols = head.valueString("upgrade") {
+            extra.append(ExtraField("Connection", "Upgrade"))
+            extra.append(ExtraField("Upgrade", protocols))
+        }
+        if shared.config.addVia { extra.append(ExtraField("Via", "1.1 iap-proxy")) }
+        headScratch.removeAll(keepingCapacity: true)
+        let matcher = identityMatcher
+        let written = RequestHeadWriter.append(head, framing: head.framing, extraFields: extra, to: &headScratch) { index in
+            let field = head.fields[index]
+            let name = head.name(of: field)
+            return !HopByHop.isHopByHop(field, in: head) && !matcher.matches(name)
+                && !HeaderName.equals(name, "x-forwarded-for") && !HeaderName.equals(name, "x-forwarded-proto")
+                && !HeaderName.equals(name, "x-forwarded-host") && !HeaderName.equals(name, "expect")
+        }
+        guard written else { return false }
+        buffer.append(headScratch)
+        return true
+    }
+
+    private func forwardedProto(_ head: RequestHead) -> String {
+        switch shared.config.forwardedProto {
+        case .http: return "http"
+        case .https: return "https"
+        case .auto:
+            let incoming = head.valueString("x-forwarded-proto")
+            return incoming == "https" || incoming == "http" ? incoming! : "http"
+        }
+    }
+
+    /// The response head sent to the client: hop-by-hop headers removed (kept for a 101, where
+    /// `Connection: Upgrade` and `Upgrade` are the point), framing re-written.
+    func writeResponseHead(
+        _ head: ResponseHead, framing: BodyFraming, extraFields: [ExtraField], keepUpgrade: Bool, to buffer: ByteBuffer
+    ) {
+        headScratch.removeAll(keepingCapacity: true)
+        _ = ResponseHeadWriter.append(head, framing: framing, extraFields: extraFields, to: &headScratch) { index in
+            let field = head.fields[index]
+            if keepUpgrade {
+                let name = head.name(of: field)
+                return HeaderName.equals(name, "connection") || HeaderName.equals(name, "upgrade")
+                    || !HopByHop.isHopByHop(field, in: head)
+            }
+            return !HopByHop.isHopByHop(field, in: head)
+        }
+        buffer.append(headScratch)
+    }
+
+    // MARK: Upstream pool
+
+    /// A pooled connection, most recently used first (its peer is least likely to have closed it).
+    func takePooled() -> UpstreamConnection? {
+        while let connection = pool.popLast() {
+            if connection.isReusable { return connection }
+            connection.close()
+        }
+        return nil
+    }
+
+    func returnToPool(_ connection: UpstreamConnection) {
+        guard !draining, pool.count < shared.config.limits.upstreamPoolSize else { return connection.close() }
+        connection.park(now: loop.now)
+        pool.append(connection)
+    }
+
+    func removeFromPool(_ connection: UpstreamConnection) {
+        pool.removeAll { $0 === connection }
+    }
+
+    // MARK: Request ids and the access log
+
+    func nextRequestID() -> String {
+        requestCounter += 1
+        return requestPrefix + "-" + String(requestCounter, radix: 16)
+    }
+
+    func log(_ exchange: Exchange, now: Int64) {
+        var record = exchange.record.value
+        record.duration = now - exchange.startedAt
+        record.appendJSON(to: &logBuffer)
+        if logBuffer.count > 64 * 1024 { flushLog() }
+    }
+
+    private func flushLog() {
+        guard !logBuffer.isEmpty else { return }
+        shared.accessLog.write(logBuffer)
+        logBuffer.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import IAPAuth
+import ProxyServer
+
+/// `iap-proxy serve`: the sidecar.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Proxy to the app, admitting only requests with a valid IAP assertion from an allowlisted user.",
+        discussion: """
+            Example:
+              iap-proxy serve --upstream http://127.0.0.1:8888 \\
+                --audience /projects/123456789/global/backendServices/987654321 \\
+                --allowlist /etc/iap-proxy/allowlist.txt --preset jupyterhub
+            Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP re-reads the allowlist (and a --jwks-file).
+            """
+    )
+
+    @OptionGroup var options: ServeOptions
+
+    func run() throws {
+        let resolved: ServeOptions.Resolved
+        switch options.resolve() {
+        case .success(let value): resolved = value
+        case .failure(let error): throw configurationError(error.problems.joined(separator: "\nerror: "))
+        }
+        let keys = KeyStore()
+        var refresher: KeyRefresher?
+        switch resolved.keySource {
+        case .file(let path, let set):
+            keys.publish(set, at: wallClockSeconds())
+            EventLog.event("keys-loaded", [("source", path), ("kids", set.keyIDs.joined(separator: ","))])
+            for problem in set.problems { EventLog.event("key-skipped", [("source", path), ("problem", problem)]) }
+        case .url(let url, let cacheFile):
+            var settings = KeyRefresher.Settings(fetch: KeyFetcher.Settings(url: url))
+            settings.cacheFile = cacheFile
+            refresher = try KeyRefresher(settings, store: keys, onEvent: Self.logKeyEvent)
+        }
+        let shared = SharedState(config: resolved.config, keys: keys, refresher: refresher)
+        shared.replaceAllowlist(resolved.allowlist)
+        EventLog.event("allowlist-loaded", [
+            ("path", resolved.allowlistPath), ("domains", "\(resolved.allowlist.domains.count)"),
+            ("emails", "\(resolved.allowlist.emails.count)"),
+        ])
+        let server: Server
+        do {
+            server = try Server(shared: shared)
+        } catch {
+            throw configurationError("cannot listen: \(error)")
+        }
+        refresher?.start()
+        server.run {
+            Self.reload(resolved, shared: shared)
+        }
+        refresher?.stop()
+    }
+
+    /// SIGHUP: re-read the allowlist (and a key file). A broken file keeps what was loaded.
+    static func reload(_ resolved: ServeOptions.Resolved, shared: SharedState) {
+        switch AllowlistFile.load(resolved.allowlistPath) {
+        case .success(let allowlist):
+            shared.replaceAllowlist(allowlist)
+            EventLog.event("allowlist-reloaded", [
+                ("path", resolved.allowlistPath), ("domains", "\(allowlist.domains.count)"),
+                ("emails", "\(allowlist.emails.count)"),
+            ])
+        case .failure(let error):
+            EventLog.event("allowlist-reload-failed", [("path", resolved.allowlistPath), ("problems", error.description)])
+        }
+        if case .file(let path, _) = resolved.keySource {
+            do {
+                let set = try KeyFile.load(path)
+                shared.keys.publish(set, at: wallClockSeconds())
+                EventLog.event("keys-reloaded", [("source", path), ("kids", set.keyIDs.joined(separator: ","))])
+            } catch {
+                EventLog.event("keys-reload-failed", [("source", path), ("problem", error.reason)])
+            }
+        }
+    }
+
+    static func logKeyEvent(_ event: KeyRefresher.Event) {
+        switch event {
+        case .loadedCache(let path, let kids):
+            EventLog.event("keys-cache-loaded", [("path", path), ("kids", kids.joined(separator: ","))])
+        case .cacheUnusable(let path, let reason):
+            EventLog.event("keys-cache-unusable", [("path", path), ("reason", reason)])
+        case .fetched(let kids, let changed, let freshFor, let problems):
+            EventLog.event("keys-fetched", [
+                ("kids", kids.joined(separator: ",")), ("changed", "\(changed)"), ("fresh_for_s", "\(Int(freshFor))"),
+                ("skipped", problems.joined(separator: "; ")),
+            ])
+        case .fetchFailed(let reason, let failures, let retryIn):
+            EventLog.event("keys-fetch-failed", [
+                ("reason", reason), ("consecutive_failures", "\(failures)"), ("retry_in_s", String(format: "%.1f", retryIn)),
+            ])
+        case .cacheWriteFailed(let path):
+            EventLog.event("keys-cache-write-failed", [("path", path)])
+        }
+    }
+}
+
+/// `iap-proxy check-config`: the same flags as `serve`; every problem at once; exit 0 or 2.
+struct CheckConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate serve's flags and files (allowlist, key file) and report every problem; exit 0 or 2."
+    )
+
+    @OptionGroup var options: ServeOptions
+
+    func run() throws {
+        switch options.resolve() {
+        case .success(let resolved):
+            print("configuration ok")
+            print("  listen \(resolved.config.listen), upstream \(resolved.config.upstream), workers \(resolved.config.workers)")
+            print("  audiences \(resolved.config.verifier.audiences.sorted().joined(separator: ", "))")
+            print("  allowlist \(resolved.allowlistPath): \(resolved.allowlist.domains.count) domains, \(resolved.allowlist.emails.count) emails")
+            switch resolved.keySource {
+            case .file(let path, let set): print("  keys \(path): \(set.keyIDs.joined(separator: ", "))")
+            case .url(let url, _): print("  keys \(url) (fetched at start)")
+            }
+        case .failure(let error):
+            for problem in error.problems { printError("error: \(problem)") }
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// `iap-proxy echo`: the test upstream.
+struct EchoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo",
+        abstract: "A tiny upstream answering each request with its line, headers and body length as JSON; echoes WebSocket frames."
+    )
+
+    @Option(help: "Address to serve on, HOST:PORT.") var listen = "127.0.0.1:8081"
+
+    func run() throws {
+        let server: EchoServer
+        do {
+            server = try EchoServer(listen: try SocketAddress.resolve(listen))
+        } catch {
+            throw configurationError("echo: \(error)")
+        }
+        EventLog.event("echo-serving", [("listen", "\(listen.split(separator: ":").dropLast().joined(separator: ":")):\(server.port)")])
+        server.run()
+    }
+}

@@ -1,0 +1,218 @@
+import ArgumentParser
+import Foundation
+import HTTP1
+import IAPAuth
+import ProxyServer
+
+/// The flags `serve` and `check-config` share. Every flag can also come from the environment:
+/// `--jwks-url` from `IAP_PROXY_JWKS_URL`, and so on (repeatable flags take a comma-separated
+/// list). A flag on the command line wins over the environment.
+struct ServeOptions: ParsableArguments {
+    @Option(help: "Address to serve on, HOST:PORT or [IPv6]:PORT (default 0.0.0.0:8080).") var listen: String?
+    @Option(help: "The app: http://HOST:PORT.") var upstream: String?
+    @Option(help: "Accepted aud (repeatable).") var audience: [String] = []
+    @Option(help: "Key set URL (default Google's IAP keys).") var jwksURL: String?
+    @Option(help: "Key set file (JWK set or PEM map); no network needed.") var jwksFile: String?
+    @Option(help: "Where to keep the last good fetched key set across restarts.") var jwksCache: String?
+    @Option(help: "Allowlist file: domains (matched against hd) and emails, one a line.") var allowlist: String?
+    @Option(help: "Admin address for /healthz and /readyz (default 0.0.0.0:9090; 'off' disables).")
+    var adminListen: String?
+    @Option(help: "Identity headers for the app: oauth2-proxy (default), jupyterhub, grafana, kubeflow.")
+    var preset: String?
+    @Option(help: "Event-loop threads (default: the CPUs this process may use, cgroup-aware).") var workers: Int?
+    @Option(help: "Clock skew tolerated on exp/iat, seconds (default 30).") var leeway: Int64?
+    @Option(help: "X-Forwarded-Proto: auto (keep the load balancer's), http or https.") var forwardedProto: String?
+    @Option(help: "Add Via: 1.1 iap-proxy (true/false).") var via: String?
+    @Option(help: "Request head timeout, e.g. 15s.") var headTimeout: String?
+    @Option(help: "Idle keep-alive timeout, e.g. 60s.") var idleTimeout: String?
+    @Option(help: "Longest stall of a client sending a body or reading a response, e.g. 60s.") var clientTimeout: String?
+    @Option(help: "Upstream connect timeout, e.g. 5s.") var upstreamConnectTimeout: String?
+    @Option(help: "Upstream response timeout (head, and between body bytes), e.g. 60s.") var upstreamTimeout: String?
+    @Option(help: "Pooled upstream connections idle longer than this are closed, e.g. 30s.") var upstreamIdleTimeout: String?
+    @Option(help: "WebSocket tunnel idle timeout, e.g. 1h.") var tunnelIdleTimeout: String?
+    @Option(help: "Drain timeout on SIGTERM, e.g. 30s.") var drainTimeout: String?
+    @Option(help: "How long a token with an unknown kid waits for a key refetch, e.g. 5s.") var keyWaitTimeout: String?
+    @Option(help: "Maximum client connections (default 10000).") var maxConnections: Int?
+    @Option(help: "Maximum request head bytes (default 32768): 431 beyond.") var maxHeaderBytes: Int?
+    @Option(help: "Maximum request-target bytes (default 8192): 414 beyond.") var maxURIBytes: Int?
+    @Option(help: "Bytes queued toward a slow peer before reading pauses (default 262144).") var writeHighWater: Int?
+
+    /// What `serve` runs with, or every problem found.
+    struct Resolved {
+        var config: ServerConfig
+        var keySource: KeySource
+        var allowlistPath: String
+        var allowlist: Allowlist
+    }
+
+    enum KeySource {
+        case file(String, KeySet)
+        case url(String, cacheFile: String?)
+    }
+
+    func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) -> Result<Resolved, ConfigurationError> {
+        var problems: [String] = []
+        func value(_ flag: String?, _ name: String) -> String? {
+            flag ?? environment["IAP_PROXY_" + name].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        func list(_ flags: [String], _ name: String) -> [String] {
+            !flags.isEmpty ? flags : (environment["IAP_PROXY_" + name] ?? "").split(separator: ",").map {
+                String($0).trimmingCharacters(in: .whitespaces)
+            }.filter { !$0.isEmpty }
+        }
+        func number<T: FixedWidthInteger>(_ flag: T?, _ name: String, _ fallback: T, _ range: ClosedRange<T>) -> T {
+            let text = flag.map { "\($0)" } ?? environment["IAP_PROXY_" + name]
+            guard let text else { return fallback }
+            guard let number = T(text), range.contains(number) else {
+                problems.append("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) \(text.debugDescription) must be a number in \(range)")
+                return fallback
+            }
+            return number
+        }
+        func address(_ text: String, _ what: String) -> SocketAddress? {
+            do {
+                return try SocketAddress.resolve(text)
+            } catch {
+                problems.append("\(what): \(error)")
+                return nil
+            }
+        }
+        func duration(_ flag: String?, _ name: String, _ fallback: Int64) -> Int64 {
+            guard let text = value(flag, name) else { return fallback }
+            guard let milliseconds = Duration.milliseconds(text) else {
+                problems.append("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) \(text.debugDescription) is not a duration like 500ms, 15s, 5m or 1h")
+                return fallback
+            }
+            return milliseconds
+        }
+
+        let listenAddress = address(value(listen, "LISTEN") ?? "0.0.0.0:8080", "--listen")
+        var upstreamAddress: SocketAddress?
+        if let upstream = value(upstream, "UPSTREAM") {
+            switch Self.upstreamHostPort(upstream) {
+            case .success(let hostPort): upstreamAddress = address(hostPort, "--upstream")
+            case .failure(let problem): problems.append(problem.description)
+            }
+        } else {
+            problems.append("no upstream: set --upstream http://HOST:PORT (IAP_PROXY_UPSTREAM)")
+        }
+        let adminText = value(adminListen, "ADMIN_LISTEN") ?? "0.0.0.0:9090"
+        let adminAddress = adminText == "off" ? nil : address(adminText, "--admin-listen")
+
+        var verifier: VerifierConfig?
+        do {
+            verifier = try VerifierConfig(
+                audiences: list(audience, "AUDIENCE"), leeway: number(leeway, "LEEWAY", 30, 0...600))
+        } catch {
+            problems += error.problems.map { $0.replacingOccurrences(of: "(--audience)", with: "(--audience, IAP_PROXY_AUDIENCE)") }
+        }
+
+        let presetName = value(preset, "PRESET") ?? IdentityHeaders.defaultPreset
+        let identityHeaders = IdentityHeaders.presets[presetName]
+        if identityHeaders == nil {
+            problems.append("unknown preset \(presetName.debugDescription); choose \(IdentityHeaders.presets.keys.sorted().joined(separator: ", "))")
+        }
+
+        let proto = value(forwardedProto, "FORWARDED_PROTO") ?? "auto"
+        let forwarded = ServerConfig.ForwardedProto(rawValue: proto)
+        if forwarded == nil { problems.append("forwarded-proto \(proto.debugDescription) must be auto, http or https") }
+        let viaText = value(via, "VIA") ?? "false"
+        if viaText != "true" && viaText != "false" { problems.append("via must be true or false") }
+
+        // Keys: a file (read now) or a URL (fetched in the background).
+        var keySource: KeySource?
+        let file = value(jwksFile, "JWKS_FILE")
+        let url = value(jwksURL, "JWKS_URL")
+        if let file, url != nil {
+            problems.append("give --jwks-file or --jwks-url, not both (\(file))")
+        } else if let file {
+            do {
+                keySource = .file(file, try KeyFile.load(file))
+            } catch {
+                problems.append(error.reason)
+            }
+        } else {
+            let url = url ?? KeyFetcher.googleIAPKeysURL
+            if let problem = KeyFetcher.problem(withURL: url) { problems.append(problem) }
+            keySource = .url(url, cacheFile: value(jwksCache, "JWKS_CACHE"))
+        }
+
+        // The allowlist is required: admitting every verified Google account is never the default.
+        var allowlist: Allowlist?
+        let allowlistPath = value(self.allowlist, "ALLOWLIST")
+        if let allowlistPath {
+            switch AllowlistFile.load(allowlistPath) {
+            case .success(let loaded): allowlist = loaded
+            case .failure(let error): problems += error.problems
+            }
+        } else {
+            problems.append("no allowlist: set --allowlist FILE (IAP_PROXY_ALLOWLIST) naming the domains and emails to admit")
+        }
+
+        let workerCount = number(workers, "WORKERS", System.coreCount, 1...256)
+        var timeouts = ServerConfig.Timeouts()
+        timeouts.head = duration(headTimeout, "HEAD_TIMEOUT", timeouts.head)
+        timeouts.idle = duration(idleTimeout, "IDLE_TIMEOUT", timeouts.idle)
+        timeouts.client = duration(clientTimeout, "CLIENT_TIMEOUT", timeouts.client)
+        timeouts.upstreamConnect = duration(upstreamConnectTimeout, "UPSTREAM_CONNECT_TIMEOUT", timeouts.upstreamConnect)
+        timeouts.upstreamResponse = duration(upstreamTimeout, "UPSTREAM_TIMEOUT", timeouts.upstreamResponse)
+        timeouts.upstreamIdle = duration(upstreamIdleTimeout, "UPSTREAM_IDLE_TIMEOUT", timeouts.upstreamIdle)
+        timeouts.tunnelIdle = duration(tunnelIdleTimeout, "TUNNEL_IDLE_TIMEOUT", timeouts.tunnelIdle)
+        timeouts.drain = duration(drainTimeout, "DRAIN_TIMEOUT", timeouts.drain)
+        timeouts.keyWait = duration(keyWaitTimeout, "KEY_WAIT_TIMEOUT", timeouts.keyWait)
+        var limits = ServerConfig.Limits()
+        limits.maximumConnections = number(maxConnections, "MAX_CONNECTIONS", limits.maximumConnections, 1...1_000_000)
+        limits.http.maximumHeadBytes = number(maxHeaderBytes, "MAX_HEADER_BYTES", limits.http.maximumHeadBytes, 1024...1 << 20)
+        limits.http.maximumTargetBytes = number(maxURIBytes, "MAX_URI_BYTES", limits.http.maximumTargetBytes, 256...1 << 20)
+        limits.writeHighWater = number(writeHighWater, "WRITE_HIGH_WATER", limits.writeHighWater, 16 * 1024...64 << 20)
+
+        guard problems.isEmpty, let listenAddress, let upstreamAddress, let verifier, let identityHeaders,
+            let forwarded, let keySource, let allowlist, let allowlistPath
+        else { return .failure(ConfigurationError(problems)) }
+        var config = ServerConfig(
+            listen: listenAddress, upstream: upstreamAddress, admin: adminAddress, workers: workerCount,
+            verifier: verifier, identityHeaders: identityHeaders)
+        config.timeouts = timeouts
+        config.limits = limits
+        config.forwardedProto = forwarded
+        config.addVia = viaText == "true"
+        return .success(Resolved(config: config, keySource: keySource, allowlistPath: allowlistPath, allowlist: allowlist))
+    }
+
+    /// `http://HOST:PORT` (an optional trailing `/`) as HOST:PORT.
+    static func upstreamHostPort(_ url: String) -> Result<String, ConfigurationError> {
+        guard url.hasPrefix("http://") else {
+            return .failure(ConfigurationError(["upstream \(url.debugDescription) must be http://HOST:PORT (the app beside the sidecar)"]))
+        }
+        var rest = url.dropFirst(7)
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard !rest.isEmpty, !rest.contains("/"), !rest.contains("@"), rest.contains(":") else {
+            return .failure(ConfigurationError(["upstream \(url.debugDescription) must be http://HOST:PORT, with no path"]))
+        }
+        return .success(String(rest))
+    }
+}
+
+/// Reading the allowlist file, with every invalid line reported by number.
+enum AllowlistFile {
+    static func load(_ path: String) -> Result<Allowlist, ConfigurationError> {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            return .failure(ConfigurationError(["cannot read allowlist \(path)"]))
+        }
+        let (allowlist, problems) = Allowlist.parse(text)
+        guard problems.isEmpty else { return .failure(ConfigurationError(problems.map { "\(path): \($0)" })) }
+        return .success(allowlist)
+    }
+}
+
+/// Durations written as 500ms, 15s, 5m, 1h (or plain seconds).
+enum Duration {
+    static func milliseconds(_ text: String) -> Int64? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let value = Int64(text.dropLast(suffix.count)), value > 0 else { return nil }
+            return value * scale
+        }
+        return Int64(text).flatMap { $0 > 0 ? $0 * 1000 : nil }
+    }
+}

@@ -19,6 +19,7 @@ final class Worker {
     private(set) var clientCount = 0
     private(set) var draining = false
     private var logBuffer: [UInt8] = []
+    private var logClock = LogClock()
     private var headScratch: [UInt8] = []
     private var requestCounter: UInt64 = 0
     private let requestPrefix: String
@@ -126,7 +127,7 @@ final class Worker {
     // MARK: Admission
 
     enum Admission {
-        case allow(Identity, reason: String)
+        case allow(Identity, reason: String, headers: [ExtraField])
         case deny(status: Int, Rejection)
         case waitForKeys
     }
@@ -143,15 +144,17 @@ final class Worker {
         guard let keys = shared.keys.current else { return .deny(status: 503, Rejection(.keysUnavailable)) }
         let now = wallClockSeconds()
         let identity: Identity
+        let headers: [ExtraField]
         if let cached = tokenCache.lookup(token, now: now, generation: keys.generation) {
-            identity = cached
+            (identity, headers) = cached
         } else {
             switch token.withUnsafeBytes({ verifier.verify($0, keys: keys, now: now) }) {
             case .success(let verified):
                 identity = verified
+                headers = shared.config.identityHeaders.render(verified).map { ExtraField($0.name, $0.value) }
                 tokenCache.insert(
-                    token, identity: verified, validUntil: verified.expiresAt + shared.config.verifier.leeway,
-                    generation: keys.generation, now: now)
+                    token, identity: verified, headers: headers,
+                    validUntil: verified.expiresAt + shared.config.verifier.leeway, generation: keys.generation, now: now)
             case .failure(let rejection):
                 if rejection.reason == .unknownKid, mayWaitForKeys, let refresher = shared.refresher {
                     refresher.requestRefetch()
@@ -163,25 +166,25 @@ final class Worker {
         guard let allowlist = shared.allowlist, let reason = allowlist.admit(identity) else {
             return .deny(status: 403, Rejection(.notAllowlisted, identity.email))
         }
-        return .allow(identity, reason: reason)
+        return .allow(identity, reason: reason, headers: headers)
     }
 
     // MARK: Heads
 
     /// The request head sent upstream: hop-by-hop and identity-like headers removed (`_` and `-`
     /// alike), forwarding headers set, the verified identity added. Framing is re-written.
-    func writeUpstreamHead(_ head: RequestHead, identity: Identity?, client: SocketAddress, to buffer: ByteBuffer) -> Bool {
+    func writeUpstreamHead(_ head: RequestHead, identityHeaders: [ExtraField], clientIP: String, to buffer: ByteBuffer)
+        -> Bool
+    {
         var extra: [ExtraField] = []
         var forwardedFor = ""
         for field in head.fields where head.nameEquals(field, "x-forwarded-for") {
             forwardedFor += String(decoding: head.value(of: field), as: UTF8.self) + ", "
         }
-        extra.append(ExtraField("X-Forwarded-For", forwardedFor + client.ip))
+        extra.append(ExtraField("X-Forwarded-For", forwardedFor + clientIP))
         extra.append(ExtraField("X-Forwarded-Proto", forwardedProto(head)))
         if let host = head.hostString { extra.append(ExtraField("X-Forwarded-Host", host)) }
-        if let identity {
-            for header in shared.config.identityHeaders.render(identity) { extra.append(ExtraField(header.name, header.value)) }
-        }
+        extra += identityHeaders
         if head.upgrade, let protocols = head.valueString("upgrade") {
             extra.append(ExtraField("Connection", "Upgrade"))
             extra.append(ExtraField("Upgrade", protocols))
@@ -252,15 +255,18 @@ final class Worker {
 
     // MARK: Request ids and the access log
 
-    func nextRequestID() -> String {
+    func nextRequestID() -> RequestID {
         requestCounter += 1
-        return requestPrefix + "-" + String(requestCounter, radix: 16)
+        return RequestID(prefix: requestPrefix, number: requestCounter)
     }
 
-    func log(_ exchange: Exchange, now: Int64) {
+    func log(_ exchange: Exchange, client: String, now: Int64) {
         var record = exchange.record.value
         record.duration = now - exchange.startedAt
-        record.appendJSON(to: &logBuffer)
+        let head = exchange.head
+        record.appendJSON(
+            requestID: exchange.requestID.string, client: client, method: head.map { $0.bytes[$0.method] } ?? [],
+            path: head.map { $0.bytes[$0.target] } ?? [], clock: &logClock, to: &logBuffer)
         if logBuffer.count > 64 * 1024 { flushLog() }
     }
 

@@ -12,8 +12,14 @@ public struct IdentityHeaders: Sendable, Equatable {
     }
 
     public let headers: [Header]
+    private let compiled: [CompiledHeader]
 
-    public init(_ headers: [Header]) { self.headers = headers }
+    public init(_ headers: [Header]) {
+        self.headers = headers
+        compiled = headers.map(CompiledHeader.init)
+    }
+
+    public static func == (lhs: IdentityHeaders, rhs: IdentityHeaders) -> Bool { lhs.headers == rhs.headers }
 
     /// The built-in presets, by name.
     public static let presets: [String: IdentityHeaders] = [
@@ -29,17 +35,47 @@ public struct IdentityHeaders: Sendable, Equatable {
 
     public static let defaultPreset = "oauth2-proxy"
 
-    /// The header values for `identity`.
+    /// The header values for `identity`. Templates are split into parts once (`compiled`), so
+    /// rendering is concatenation: no searching per request.
     public func render(_ identity: Identity) -> [(name: String, value: String)] {
-        headers.map { header in
-            var value = header.template
-            let user = identity.email.split(separator: "@", maxSplits: 1).first.map(String.init) ?? identity.email
-            for (placeholder, replacement) in [
-                ("{email}", identity.email), ("{user}", user), ("{sub}", identity.subject), ("{hd}", identity.hostedDomain ?? ""),
-            ] {
-                value = value.replacing(placeholder, with: replacement)
+        compiled.map { header in (header.name, header.parts.map { $0.value(for: identity) }.joined()) }
+    }
+
+    private struct CompiledHeader: Sendable {
+        enum Part: Sendable {
+            case literal(String)
+            case email, user, subject, domain
+
+            func value(for identity: Identity) -> String {
+                switch self {
+                case .literal(let text): return text
+                case .email: return identity.email
+                case .user: return identity.email.split(separator: "@", maxSplits: 1).first.map(String.init) ?? identity.email
+                case .subject: return identity.subject
+                case .domain: return identity.hostedDomain ?? ""
+                }
             }
-            return (header.name, value)
+        }
+
+        let name: String
+        let parts: [Part]
+
+        init(_ header: Header) {
+            name = header.name
+            var parts: [Part] = []
+            var rest = Substring(header.template)
+            let placeholders: [(String, Part)] = [("{email}", .email), ("{user}", .user), ("{sub}", .subject), ("{hd}", .domain)]
+            while !rest.isEmpty {
+                if let (text, part) = placeholders.first(where: { rest.hasPrefix($0.0) }) {
+                    parts.append(part)
+                    rest = rest.dropFirst(text.count)
+                } else {
+                    let literalEnd = rest.dropFirst().firstIndex(of: "{") ?? rest.endIndex
+                    parts.append(.literal(String(rest[..<literalEnd])))
+                    rest = rest[literalEnd...]
+                }
+            }
+            self.parts = parts
         }
     }
 }

@@ -25,13 +25,9 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     }
 }
 
-/// One request's log line.
+/// One request's log line. Method and path are written straight from the request head's bytes.
 struct AccessRecord {
     var time: Int64 = 0  // µs since the epoch, when the request head was complete
-    var requestID = ""
-    var client = ""
-    var method = ""
-    var path = ""
     var status = 0
     var bytes = 0  // response body bytes sent to the client
     var duration: Int64 = 0  // ms
@@ -40,33 +36,36 @@ struct AccessRecord {
     var reason = ""
     var email: String?
 
-    func appendJSON(to line: inout [UInt8]) {
+    func appendJSON(
+        requestID: String, client: String, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
+        clock: inout LogClock, to line: inout [UInt8]
+    ) {
         line.append(contentsOf: #"{"time":""#.utf8)
-        appendTimestamp(time, to: &line)
+        clock.appendTimestamp(time, to: &line)
         line.append(contentsOf: #"","request_id":""#.utf8)
         line.append(contentsOf: requestID.utf8)
         line.append(contentsOf: #"","client":""#.utf8)
-        appendEscaped(client, to: &line)
+        appendEscaped(client.utf8, to: &line)
         line.append(contentsOf: #"","method":""#.utf8)
         appendEscaped(method, to: &line)
         line.append(contentsOf: #"","path":""#.utf8)
         appendEscaped(path, to: &line)
         line.append(contentsOf: #"","status":"#.utf8)
-        line.append(contentsOf: String(status).utf8)
+        appendDecimal(Int64(status), to: &line)
         line.append(contentsOf: #","bytes":"#.utf8)
-        line.append(contentsOf: String(bytes).utf8)
+        appendDecimal(Int64(bytes), to: &line)
         line.append(contentsOf: #","duration_ms":"#.utf8)
-        line.append(contentsOf: String(duration).utf8)
+        appendDecimal(duration, to: &line)
         line.append(contentsOf: #","upstream_ms":"#.utf8)
-        line.append(contentsOf: (upstreamTime.map(String.init) ?? "null").utf8)
+        if let upstreamTime { appendDecimal(upstreamTime, to: &line) } else { line.append(contentsOf: "null".utf8) }
         line.append(contentsOf: #","decision":""#.utf8)
         line.append(contentsOf: decision.utf8)
         line.append(contentsOf: #"","reason":""#.utf8)
-        appendEscaped(reason, to: &line)
+        appendEscaped(reason.utf8, to: &line)
         line.append(contentsOf: #"","email":"#.utf8)
         if let email {
             line.append(UInt8(ascii: "\""))
-            appendEscaped(email, to: &line)
+            appendEscaped(email.utf8, to: &line)
             line.append(UInt8(ascii: "\""))
         } else {
             line.append(contentsOf: "null".utf8)
@@ -76,53 +75,88 @@ struct AccessRecord {
 }
 
 /// JSON string contents (without quotes): quotes, backslashes and control bytes escaped.
-func appendEscaped(_ text: String, to line: inout [UInt8]) {
-    for byte in text.utf8 {
+func appendEscaped(_ bytes: some Sequence<UInt8>, to line: inout [UInt8]) {
+    for byte in bytes {
         switch byte {
         case UInt8(ascii: "\""): line.append(contentsOf: #"\""#.utf8)
         case UInt8(ascii: "\\"): line.append(contentsOf: #"\\"#.utf8)
         case 0..<0x20, 0x7F:
-            let hex = Array("0123456789abcdef".utf8)
             line.append(contentsOf: #"\u00"#.utf8)
-            line.append(hex[Int(byte >> 4)])
-            line.append(hex[Int(byte & 0xF)])
+            line.append(hexDigit(byte >> 4))
+            line.append(hexDigit(byte & 0xF))
         default: line.append(byte)
         }
     }
 }
 
-/// RFC 3339 UTC with milliseconds: 2026-11-27T08:20:13.123Z.
-func appendTimestamp(_ microseconds: Int64, to line: inout [UInt8]) {
-    var seconds = time_t(microseconds / 1_000_000)
-    var parts = tm()
-    gmtime_r(&seconds, &parts)
-    func digits(_ value: Int32, _ width: Int) {
-        let text = String(value)
-        line.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, width - text.utf8.count)))
-        line.append(contentsOf: text.utf8)
+func appendEscaped(_ text: String, to line: inout [UInt8]) { appendEscaped(text.utf8, to: &line) }
+
+private func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
+
+/// A decimal number, without going through String.
+func appendDecimal(_ value: Int64, to line: inout [UInt8]) {
+    if value < 0 {
+        line.append(UInt8(ascii: "-"))
+        return appendDecimal(-value, to: &line)
     }
-    digits(parts.tm_year + 1900, 4)
-    line.append(UInt8(ascii: "-"))
-    digits(parts.tm_mon + 1, 2)
-    line.append(UInt8(ascii: "-"))
-    digits(parts.tm_mday, 2)
-    line.append(UInt8(ascii: "T"))
-    digits(parts.tm_hour, 2)
-    line.append(UInt8(ascii: ":"))
-    digits(parts.tm_min, 2)
-    line.append(UInt8(ascii: ":"))
-    digits(parts.tm_sec, 2)
-    line.append(UInt8(ascii: "."))
-    digits(Int32(microseconds / 1000 % 1000), 3)
-    line.append(UInt8(ascii: "Z"))
+    if value >= 10 { appendDecimal(value / 10, to: &line) }
+    line.append(UInt8(ascii: "0") + UInt8(value % 10))
+}
+
+/// RFC 3339 UTC timestamps with milliseconds; the date and time part is formatted once per second.
+struct LogClock {
+    private var second: Int64 = -1
+    private var prefix: [UInt8] = []
+
+    mutating func appendTimestamp(_ microseconds: Int64, to line: inout [UInt8]) {
+        let current = microseconds / 1_000_000
+        if current != second {
+            second = current
+            prefix = Self.format(current)
+        }
+        line.append(contentsOf: prefix)
+        let milliseconds = microseconds / 1000 % 1000
+        line.append(UInt8(ascii: "0") + UInt8(milliseconds / 100))
+        line.append(UInt8(ascii: "0") + UInt8(milliseconds / 10 % 10))
+        line.append(UInt8(ascii: "0") + UInt8(milliseconds % 10))
+        line.append(UInt8(ascii: "Z"))
+    }
+
+    /// `2026-11-27T08:20:13.` for a time in seconds.
+    static func format(_ seconds: Int64) -> [UInt8] {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        var text: [UInt8] = []
+        func digits(_ value: Int32, _ width: Int) {
+            var decimal: [UInt8] = []
+            appendDecimal(Int64(value), to: &decimal)
+            text.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, width - decimal.count)))
+            text.append(contentsOf: decimal)
+        }
+        digits(parts.tm_year + 1900, 4)
+        text.append(UInt8(ascii: "-"))
+        digits(parts.tm_mon + 1, 2)
+        text.append(UInt8(ascii: "-"))
+        digits(parts.tm_mday, 2)
+        text.append(UInt8(ascii: "T"))
+        digits(parts.tm_hour, 2)
+        text.append(UInt8(ascii: ":"))
+        digits(parts.tm_min, 2)
+        text.append(UInt8(ascii: ":"))
+        digits(parts.tm_sec, 2)
+        text.append(UInt8(ascii: "."))
+        return text
+    }
 }
 
 /// Lifecycle events (start, keys, reloads, drain): one JSON line on stderr each.
 public enum EventLog {
     public static func event(_ name: String, _ fields: [(String, String)] = []) {
         var line: [UInt8] = []
+        var clock = LogClock()
         line.append(contentsOf: #"{"time":""#.utf8)
-        appendTimestamp(wallClockMicroseconds(), to: &line)
+        clock.appendTimestamp(wallClockMicroseconds(), to: &line)
         line.append(contentsOf: #"","event":""#.utf8)
         appendEscaped(name, to: &line)
         line.append(UInt8(ascii: "\""))

@@ -29,7 +29,8 @@ extension ClientConnection {
         }
         upstream.owner = self
         exchange.upstream = upstream
-        guard worker.writeUpstreamHead(head, identity: exchange.identity, client: peer, to: upstream.outbound) else {
+        guard worker.writeUpstreamHead(head, identityHeaders: exchange.identityHeaders, clientIP: peerIP, to: upstream.outbound)
+        else {
             return failExchange(status: 500, reason: "header-rewrite-failed")
         }
         exchange.sentAt = worker.loop.now

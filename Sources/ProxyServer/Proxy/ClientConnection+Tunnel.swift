@@ -66,7 +66,7 @@ extension ClientConnection {
 
     func closeTunnel() {
         if let exchange {
-            worker.log(exchange, now: worker.loop.now)
+            worker.log(exchange, client: peerIP, now: worker.loop.now)
             self.exchange = nil
         }
         tunnelUpstream?.close()

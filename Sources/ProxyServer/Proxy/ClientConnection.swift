@@ -26,6 +26,8 @@ final class ClientConnection: LoopHandler {
     var token: EventLoop.Token?
     unowned let worker: Worker
     let peer: SocketAddress
+    /// The client's IP as text, for X-Forwarded-For and the log (formatted once per connection).
+    let peerIP: String
     let inbound = ByteBuffer()
     let outbound = ByteBuffer()
     var state = State.readingHead
@@ -50,6 +52,7 @@ final class ClientConnection: LoopHandler {
     init(fd: Int32, peer: SocketAddress, worker: Worker) {
         self.fd = fd
         self.peer = peer
+        peerIP = peer.ip
         self.worker = worker
         deadline = worker.loop.now + worker.shared.config.timeouts.head
     }
@@ -214,7 +217,7 @@ final class ClientConnection: LoopHandler {
 
     /// A complete request head: admit it, or refuse it with a generic page.
     private func start(_ head: RequestHead) {
-        exchange = Exchange(head: head, worker: worker, client: peer)
+        exchange = Exchange(head: head, worker: worker)
         guard head.targetForm == .origin || head.targetForm == .asterisk else {
             // Absolute-form targets name another host: a reverse proxy has no business with them.
             refuse(status: 400, decision: "error", reason: "absolute-form-target", close: true)
@@ -225,8 +228,9 @@ final class ClientConnection: LoopHandler {
 
     func admit(_ head: RequestHead, mayWait: Bool) {
         switch worker.admit(head, mayWaitForKeys: mayWait) {
-        case .allow(let identity, let reason):
+        case .allow(let identity, let reason, let headers):
             exchange?.admitted(identity, reason: reason)
+            exchange?.identityHeaders = headers
             beginUpstream(head)
         case .deny(let status, let rejection):
             deny(head, status: status, rejection)
@@ -254,9 +258,9 @@ final class ClientConnection: LoopHandler {
     /// Answers the current request locally with a short generic page (the reason goes to the log,
     /// never to the client) and continues with the next request or closes.
     func refuse(status: Int, decision: String, reason: String, close: Bool) {
-        let exchange = exchange ?? Exchange(head: nil, worker: worker, client: peer)
+        let exchange = exchange ?? Exchange(head: nil, worker: worker)
         let closing = close || sawEOF || worker.draining
-        let body = ErrorPage.append(status: status, requestID: exchange.requestID, close: closing, to: outbound)
+        let body = ErrorPage.append(status: status, requestID: exchange.requestID.string, close: closing, to: outbound)
         exchange.record.value.status = status
         exchange.record.value.decision = decision
         exchange.record.value.reason = reason
@@ -268,7 +272,7 @@ final class ClientConnection: LoopHandler {
 
     /// Logs the exchange and either waits for the next request or closes after flushing.
     func finish(_ exchange: Exchange, keepAlive: Bool) {
-        worker.log(exchange, now: worker.loop.now)
+        worker.log(exchange, client: peerIP, now: worker.loop.now)
         self.exchange = nil
         requestsServed += 1
         flushClient()
@@ -302,7 +306,7 @@ final class ClientConnection: LoopHandler {
             if exchange.record.value.status == 0 { exchange.record.value.status = 499 }
             if exchange.identity == nil { exchange.record.value.decision = "error" }
             exchange.record.value.reason = reason
-            worker.log(exchange, now: worker.loop.now)
+            worker.log(exchange, client: peerIP, now: worker.loop.now)
             self.exchange = nil
             exchange.upstream?.close(abort: true)
         }

@@ -20,10 +20,12 @@ final class Exchange {
 
     /// Nil only for a request whose head could not be parsed.
     let head: RequestHead?
-    let requestID: String
+    let requestID: RequestID
     let record: RecordBox
     let startedAt: Int64
     var identity: Identity?
+    /// The identity headers for the upstream, rendered once per verified token.
+    var identityHeaders: [ExtraField] = []
     var upstream: UpstreamConnection?
     var requestBody = Body.none
     var requestComplete = true
@@ -37,18 +39,12 @@ final class Exchange {
     var sentAt: Int64 = 0
     var retried = false
 
-    init(head: RequestHead?, worker: Worker, client: SocketAddress) {
+    init(head: RequestHead?, worker: Worker) {
         self.head = head
         requestID = worker.nextRequestID()
         startedAt = worker.loop.now
         record = RecordBox()
         record.value.time = wallClockMicroseconds()
-        record.value.requestID = requestID
-        record.value.client = client.ip
-        if let head {
-            record.value.method = head.methodString
-            record.value.path = head.targetString
-        }
     }
 
     func admitted(_ identity: Identity, reason: String) {
@@ -69,6 +65,14 @@ final class Exchange {
         if case .awaitingHead = response { return true }
         return false
     }
+}
+
+/// A request id: the worker's random prefix and a counter, formatted only when needed.
+struct RequestID {
+    let prefix: String
+    let number: UInt64
+
+    var string: String { prefix + "-" + String(number, radix: 16) }
 }
 
 /// The access record, shared by reference so every path that ends an exchange logs the same one.

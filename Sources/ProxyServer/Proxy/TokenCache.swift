@@ -1,3 +1,4 @@
+import HTTP1
 import IAPAuth
 
 /// Verified tokens of one event loop, keyed by the token's full bytes, so a browser's repeated
@@ -7,6 +8,7 @@ import IAPAuth
 final class TokenCache {
     private struct Entry {
         let identity: Identity
+        let headers: [ExtraField]
         let validUntil: Int64
         let generation: UInt64
     }
@@ -18,7 +20,7 @@ final class TokenCache {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func lookup(_ token: ArraySlice<UInt8>, now: Int64, generation: UInt64) -> Identity? {
+    func lookup(_ token: ArraySlice<UInt8>, now: Int64, generation: UInt64) -> (Identity, [ExtraField])? {
         let key = TokenKey(token)
         guard let entry = entries[key] else {
             misses += 1
@@ -30,14 +32,17 @@ final class TokenCache {
             return nil
         }
         hits += 1
-        return entry.identity
+        return (entry.identity, entry.headers)
     }
 
-    func insert(_ token: ArraySlice<UInt8>, identity: Identity, validUntil: Int64, generation: UInt64, now: Int64) {
+    func insert(
+        _ token: ArraySlice<UInt8>, identity: Identity, headers: [ExtraField], validUntil: Int64, generation: UInt64,
+        now: Int64
+    ) {
         guard capacity > 0 else { return }
         if entries.count >= capacity { evict(now: now, generation: generation) }
         // Store a compact copy: the slice would keep the whole request head alive.
-        entries[TokenKey(ArraySlice(Array(token)))] = Entry(identity: identity, validUntil: validUntil, generation: generation)
+        entries[TokenKey(ArraySlice(Array(token)))] = Entry(identity: identity, headers: headers, validUntil: validUntil, generation: generation)
     }
 
     var count: Int { entries.count }

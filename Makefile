@@ -5,7 +5,7 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config
 DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
-.PHONY: deps build test test-unit test-tsan demo bench-verify clean
+.PHONY: deps build test test-unit test-tsan fuzz fuzz-ci demo bench-verify clean
 
 deps:
 	@$(DEPS)
@@ -14,8 +14,9 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product iap-proxy
 
-## The full suite: unit, vector and subprocess tests, then the concurrency tests under TSan.
-test: test-unit test-tsan
+## The full suite: unit, vector and subprocess tests, the concurrency tests under TSan, and a
+## short run of each libFuzzer target.
+test: test-unit test-tsan fuzz-ci
 
 test-unit: deps
 	$(SWIFT) build --build-tests
@@ -24,6 +25,13 @@ test-unit: deps
 ## Shared OpenSSL keys, the key store and the refresher under ThreadSanitizer.
 test-tsan: deps
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter 'SharedKeyTests|KeySourceTests'
+
+## libFuzzer targets (HTTP/1.1 parser and chunked decoder; JSON, tokens, key sets, allowlists).
+fuzz: deps
+	Fuzz/run.sh $${FUZZ_SECONDS:-600}
+
+fuzz-ci: deps
+	Fuzz/run.sh 30
 
 ## Mint a local key and token and verify it end to end, printing each step.
 demo: deps

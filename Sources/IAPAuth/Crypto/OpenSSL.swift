@@ -17,6 +17,24 @@ enum OpenSSL {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Runs `body` with a read-only memory BIO over `text`. The BIO keeps the pointer it is given,
+    /// so the bytes stay pinned for the whole call (an implicit array-to-pointer conversion is
+    /// valid only for one C call: fuzzing caught PEM_read reading freed memory).
+    static func withMemoryBIO<Result>(_ text: String, _ body: (OpaquePointer) throws(KeyImportError) -> Result)
+        throws(KeyImportError) -> Result
+    {
+        let bytes = Array(text.utf8)
+        return try bytes.withUnsafeBytes { buffer in
+            Swift.Result { () throws(KeyImportError) in
+                guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else {
+                    throw KeyImportError("out of memory")
+                }
+                defer { BIO_free(bio) }
+                return try body(bio)
+            }
+        }.get()
+    }
+
     /// Runs `body` with C copies of `strings` that stay valid for the whole call. OSSL_PARAM keeps
     /// the pointers it is given (it does not copy keys or values), so temporaries would dangle.
     static func withCStrings<Result>(

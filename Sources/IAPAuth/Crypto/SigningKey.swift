@@ -24,11 +24,11 @@ public final class SigningKey {
 
     /// A P-256 private key from PEM (PKCS#8 or SEC1).
     public static func fromPEM(_ pem: String) throws(KeyImportError) -> SigningKey {
-        let bytes = Array(pem.utf8)
-        guard let bio = BIO_new_mem_buf(bytes, Int32(bytes.count)) else { throw KeyImportError("out of memory") }
-        defer { BIO_free(bio) }
-        guard let pkey = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
-            throw KeyImportError("not a PEM private key: \(OpenSSL.drainErrors())")
+        let pkey = try OpenSSL.withMemoryBIO(pem) { bio throws(KeyImportError) in
+            guard let pkey = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
+                throw KeyImportError("not a PEM private key: \(OpenSSL.drainErrors())")
+            }
+            return pkey
         }
         guard EVP_PKEY_is_a(pkey, "EC") == 1, VerificationKey.groupName(of: pkey) == "prime256v1" else {
             EVP_PKEY_free(pkey)

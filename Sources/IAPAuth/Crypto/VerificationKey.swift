@@ -95,11 +95,11 @@ public final class VerificationKey: @unchecked Sendable {
     /// A key from a SubjectPublicKeyInfo PEM block (the older `public_key` map format). It is
     /// re-imported from its coordinates, so PEM and JWK keys go through the same checks.
     public static func fromPEM(_ pem: String) throws(KeyImportError) -> VerificationKey {
-        let bytes = Array(pem.utf8)
-        guard let bio = BIO_new_mem_buf(bytes, Int32(bytes.count)) else { throw KeyImportError("out of memory") }
-        defer { BIO_free(bio) }
-        guard let parsed = PEM_read_bio_PUBKEY(bio, nil, nil, nil) else {
-            throw KeyImportError("not a PEM public key: \(OpenSSL.drainErrors())")
+        let parsed = try OpenSSL.withMemoryBIO(pem) { bio throws(KeyImportError) in
+            guard let parsed = PEM_read_bio_PUBKEY(bio, nil, nil, nil) else {
+                throw KeyImportError("not a PEM public key: \(OpenSSL.drainErrors())")
+            }
+            return parsed
         }
         defer { EVP_PKEY_free(parsed) }
         if EVP_PKEY_is_a(parsed, "EC") == 1 {

@@ -223,6 +223,11 @@ final class ClientConnection: LoopHandler {
             refuse(status: 400, decision: "error", reason: "absolute-form-target", close: true)
             return
         }
+        guard head.host != nil else {
+            // HTTP/1.0 allows no Host, but we forward as HTTP/1.1, which requires one (found by fuzzing).
+            refuse(status: 400, decision: "error", reason: "missing-host", close: true)
+            return
+        }
         admit(head, mayWait: true)
     }
 

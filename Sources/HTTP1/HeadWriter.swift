@@ -29,13 +29,15 @@ public enum RequestHeadWriter {
     /// `extraFields`, then the empty line. Returns false, appending nothing, if an extra field is invalid
     /// (a value with CR or LF would let it inject lines) or is itself a framing field.
     public static func append(
-        _ head: RequestHead, framing: BodyFraming, extraFields: [ExtraField] = [], to output: inout [UInt8],
-        including include: (Int) -> Bool
+        _ head: RequestHead, target: String? = nil, framing: BodyFraming, extraFields: [ExtraField] = [],
+        to output: inout [UInt8], including include: (Int) -> Bool
     ) -> Bool {
         guard extraFields.allSatisfy(\.isValid) else { return false }
+        // A replacement target (the proxy's normalized path) must be a plain origin-form target.
+        if let target, !(target.hasPrefix("/") && target.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }) { return false }
         output.append(contentsOf: head.bytes[head.method])
         output.append(ASCII.space)
-        output.append(contentsOf: head.bytes[head.target])
+        if let target { output.append(contentsOf: target.utf8) } else { output.append(contentsOf: head.bytes[head.target]) }
         output.append(contentsOf: " HTTP/1.1\r\n".utf8)
         appendFields(of: head, framing: framing, extraFields: extraFields, to: &output, including: include)
         return true

@@ -59,8 +59,9 @@ public struct ServerConfig: Sendable {
         public var writeHighWater = 256 * 1024
         /// Verified tokens cached per loop.
         public var tokenCacheEntries = 10_000
-        /// Idle upstream connections kept per loop.
-        public var upstreamPoolSize = 64
+        /// Idle upstream connections kept per loop. Idle ones hold no buffers, so keep enough for
+        /// the concurrency the proxy sees: a small pool makes every burst reconnect.
+        public var upstreamPoolSize = 1024
 
         public init() {}
     }

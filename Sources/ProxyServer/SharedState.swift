@@ -8,7 +8,7 @@ public final class SharedState: Sendable {
     public let keys: KeyStore
     /// Present when keys come from a URL: asked to refetch when a token names an unknown kid.
     public let refresher: KeyRefresher?
-    private let allowlistSnapshot = Mutex<Allowlist?>(nil)
+    private let policySnapshot = Mutex<Policy?>(nil)
     let accessLog = AccessLog()
     let liveConnections = Atomic<Int>(0)
 
@@ -18,8 +18,9 @@ public final class SharedState: Sendable {
         self.refresher = refresher
     }
 
-    public var allowlist: Allowlist? { allowlistSnapshot.withLock { $0 } }
+    /// The routes and access lists in force; nil until the first policy loads.
+    public var policy: Policy? { policySnapshot.withLock { $0 } }
 
-    /// Installs a new allowlist (validated by the caller); loops see it on their next request.
-    public func replaceAllowlist(_ allowlist: Allowlist) { allowlistSnapshot.withLock { $0 = allowlist } }
+    /// Installs a new policy (validated whole by the caller); loops use it from their next request.
+    public func replacePolicy(_ policy: Policy) { policySnapshot.withLock { $0 = policy } }
 }

@@ -30,7 +30,7 @@ final class Worker {
         loop = try EventLoop()
         verifier = Verifier(config: shared.config.verifier)
         tokenCache = TokenCache(capacity: shared.config.limits.tokenCacheEntries)
-        identityMatcher = IdentityHeaderMatcher(extraNames: shared.config.identityHeaders.headers.map(\.name))
+        identityMatcher = IdentityHeaderMatcher()
         requestPrefix = String(UInt32.random(in: .min ... .max), radix: 16) + String(index, radix: 16)
         loop.sweepInterval = min(250, max(10, Self.shortestTimeout(shared.config.timeouts) / 4))
         loop.onMessage = { [unowned self] message in receive(message) }
@@ -97,7 +97,7 @@ final class Worker {
             parked = []
             for connection in waiting { connection.keysChanged() }
         case .policyChanged:
-            break  // the allowlist is read per request
+            break  // the policy is read per request
         case .drain:
             startDrain()
         case .stop:
@@ -127,55 +127,91 @@ final class Worker {
     // MARK: Admission
 
     enum Admission {
-        case allow(Identity, reason: String, headers: [ExtraField])
-        case deny(status: Int, Rejection)
+        /// Forward to the app: `identity` is nil on `auth: none` routes. `target` is the
+        /// normalized request target the route was chosen by.
+        case allow(Identity?, route: Route, reason: String, headers: [ExtraField], target: String?)
+        /// Answer 200 with this body without calling the app (health checks).
+        case respondLocally(String, route: Route)
+        case deny(status: Int, reason: String, detail: String)
         case waitForKeys
     }
 
-    /// DESIGN's gate: exactly one assertion, verified (or found in the token cache) against the
-    /// current key set, then the allowlist.
+    /// DESIGN's gate: the route for the normalized path (none: denied), then — unless the route
+    /// needs no authentication — exactly one assertion, verified (or found in the token cache)
+    /// against the current key set, then the route's access list.
     func admit(_ head: RequestHead, mayWaitForKeys: Bool) -> Admission {
+        let path: RequestPath
+        switch RequestPath.normalize(head.bytes[head.target]) {
+        case .success(let normalized): path = normalized
+        case .failure(let failure): return .deny(status: 400, reason: failure.rawValue, detail: head.targetString)
+        }
+        guard let policy = shared.policy else { return .deny(status: 503, reason: "policy-unavailable", detail: "") }
+        guard let route = policy.route(host: head.hostString, path: path, method: head.methodString) else {
+            return .deny(status: 403, reason: "no-route", detail: path.path)
+        }
+        if path.hasEncodedSlash && !route.allowEncodedSlashes {
+            return .deny(status: 400, reason: "path-encoded-slash", detail: path.path)
+        }
+        if let body = route.localResponse { return .respondLocally(body, route: route) }
+        let target = path.path == "*" ? nil : path.target
+        guard case .verified = route.auth else {
+            return .allow(nil, route: route, reason: "no-auth", headers: [], target: target)
+        }
         var token: ArraySlice<UInt8>?
         for field in head.fields where head.nameEquals(field, "x-goog-iap-jwt-assertion") {
-            guard token == nil else { return .deny(status: 401, Rejection(.duplicateAssertion)) }
+            guard token == nil else { return .deny(status: 401, reason: RejectionReason.duplicateAssertion.rawValue, detail: "") }
             token = head.value(of: field)
         }
-        guard let token else { return .deny(status: 401, Rejection(.missingAssertion)) }
-        guard let keys = shared.keys.current else { return .deny(status: 503, Rejection(.keysUnavailable)) }
+        guard let token else { return .deny(status: 401, reason: RejectionReason.missingAssertion.rawValue, detail: "") }
+        guard let keys = shared.keys.current else {
+            return .deny(status: 503, reason: RejectionReason.keysUnavailable.rawValue, detail: "")
+        }
         let now = wallClockSeconds()
         let identity: Identity
-        let headers: [ExtraField]
-        if let cached = tokenCache.lookup(token, now: now, generation: keys.generation) {
+        var headers: [ExtraField]
+        if let cached = tokenCache.lookup(token, now: now, generation: keys.generation, headers: route.identityHeaders) {
             (identity, headers) = cached
         } else {
             switch token.withUnsafeBytes({ verifier.verify($0, keys: keys, now: now) }) {
             case .success(let verified):
                 identity = verified
-                headers = shared.config.identityHeaders.render(verified).map { ExtraField($0.name, $0.value) }
+                headers = Self.render(route.identityHeaders, verified)
                 tokenCache.insert(
-                    token, identity: verified, headers: headers,
+                    token, identity: verified, headers: headers, renderedFrom: route.identityHeaders,
                     validUntil: verified.expiresAt + shared.config.verifier.leeway, generation: keys.generation, now: now)
             case .failure(let rejection):
                 if rejection.reason == .unknownKid, mayWaitForKeys, let refresher = shared.refresher {
                     refresher.requestRefetch()
                     return .waitForKeys
                 }
-                return .deny(status: rejection.reason == .keysUnavailable ? 503 : 401, rejection)
+                return .deny(
+                    status: rejection.reason == .keysUnavailable ? 503 : 401, reason: rejection.reason.rawValue,
+                    detail: rejection.detail)
             }
         }
-        guard let allowlist = shared.allowlist, let reason = allowlist.admit(identity) else {
-            return .deny(status: 403, Rejection(.notAllowlisted, identity.email))
+        let decision = Policy.decide(route, identity)
+        guard decision.isAllowed else {
+            guard route.reportOnly else { return .deny(status: 403, reason: decision.reason, detail: identity.email) }
+            return .allow(identity, route: route, reason: "report-only:" + decision.reason, headers: headers, target: target)
         }
-        return .allow(identity, reason: reason, headers: headers)
+        if case .allow(_, let detail) = decision, !detail.isEmpty {
+            return .allow(identity, route: route, reason: decision.reason + ":" + detail, headers: headers, target: target)
+        }
+        return .allow(identity, route: route, reason: decision.reason, headers: headers, target: target)
+    }
+
+    static func render(_ headers: IdentityHeaders, _ identity: Identity) -> [ExtraField] {
+        headers.render(identity).map { ExtraField($0.name, $0.value) }
     }
 
     // MARK: Heads
 
     /// The request head sent upstream: hop-by-hop and identity-like headers removed (`_` and `-`
     /// alike), forwarding headers set, the verified identity added. Framing is re-written.
-    func writeUpstreamHead(_ head: RequestHead, identityHeaders: [ExtraField], clientIP: String, to buffer: ByteBuffer)
-        -> Bool
-    {
+    func writeUpstreamHead(
+        _ head: RequestHead, target: String?, identityHeaders: [ExtraField], routeHeaders: IdentityHeaders?,
+        stripAssertion: Bool, clientIP: String, to buffer: ByteBuffer
+    ) -> Bool {
         var extra: [ExtraField] = []
         var forwardedFor = ""
         for field in head.fields where head.nameEquals(field, "x-forwarded-for") {
@@ -192,9 +228,16 @@ final class Worker {
         if shared.config.addVia { extra.append(ExtraField("Via", "1.1 iap-proxy")) }
         headScratch.removeAll(keepingCapacity: true)
         let matcher = identityMatcher
-        let written = RequestHeadWriter.append(head, framing: head.framing, extraFields: extra, to: &headScratch) { index in
+        let written = RequestHeadWriter.append(
+            head, target: target, framing: head.framing, extraFields: extra, to: &headScratch
+        ) { index in
             let field = head.fields[index]
             let name = head.name(of: field)
+            if stripAssertion && HeaderName.identityEquals(name, "x-goog-iap-jwt-assertion") { return false }
+            // The route's own header names too (custom templates), `_` and `-` alike.
+            if let routeHeaders, routeHeaders.headers.contains(where: { HeaderName.identityEquals(name, $0.name.lowercased()) }) {
+                return false
+            }
             return !HopByHop.isHopByHop(field, in: head) && !matcher.matches(name)
                 && !HeaderName.equals(name, "x-forwarded-for") && !HeaderName.equals(name, "x-forwarded-proto")
                 && !HeaderName.equals(name, "x-forwarded-host") && !HeaderName.equals(name, "expect")

@@ -38,11 +38,8 @@ struct ServeCommand: ParsableCommand {
             refresher = try KeyRefresher(settings, store: keys, onEvent: Self.logKeyEvent)
         }
         let shared = SharedState(config: resolved.config, keys: keys, refresher: refresher)
-        shared.replaceAllowlist(resolved.allowlist)
-        EventLog.event("allowlist-loaded", [
-            ("path", resolved.allowlistPath), ("domains", "\(resolved.allowlist.domains.count)"),
-            ("emails", "\(resolved.allowlist.emails.count)"),
-        ])
+        shared.replacePolicy(resolved.policy)
+        EventLog.event("policy-loaded", [("path", resolved.allowlistPath), ("entries", "\(resolved.policy.entryCount)")])
         let server: Server
         do {
             server = try Server(shared: shared)
@@ -58,15 +55,12 @@ struct ServeCommand: ParsableCommand {
 
     /// SIGHUP: re-read the allowlist (and a key file). A broken file keeps what was loaded.
     static func reload(_ resolved: ServeOptions.Resolved, shared: SharedState) {
-        switch AllowlistFile.load(resolved.allowlistPath) {
-        case .success(let allowlist):
-            shared.replaceAllowlist(allowlist)
-            EventLog.event("allowlist-reloaded", [
-                ("path", resolved.allowlistPath), ("domains", "\(allowlist.domains.count)"),
-                ("emails", "\(allowlist.emails.count)"),
-            ])
+        switch AllowlistFile.policy(resolved.allowlistPath, headers: resolved.config.identityHeaders) {
+        case .success(let policy):
+            shared.replacePolicy(policy)
+            EventLog.event("policy-reloaded", [("path", resolved.allowlistPath), ("entries", "\(policy.entryCount)")])
         case .failure(let error):
-            EventLog.event("allowlist-reload-failed", [("path", resolved.allowlistPath), ("problems", error.description)])
+            EventLog.event("policy-reload-failed", [("path", resolved.allowlistPath), ("problems", error.description)])
         }
         if case .file(let path, _) = resolved.keySource {
             do {
@@ -115,7 +109,7 @@ struct CheckConfigCommand: ParsableCommand {
             print("configuration ok")
             print("  listen \(resolved.config.listen), upstream \(resolved.config.upstream), workers \(resolved.config.workers)")
             print("  audiences \(resolved.config.verifier.audiences.sorted().joined(separator: ", "))")
-            print("  allowlist \(resolved.allowlistPath): \(resolved.allowlist.domains.count) domains, \(resolved.allowlist.emails.count) emails")
+            print("  allowlist \(resolved.allowlistPath): \(resolved.policy.entryCount) entries")
             switch resolved.keySource {
             case .file(let path, let set): print("  keys \(path): \(set.keyIDs.joined(separator: ", "))")
             case .url(let url, _): print("  keys \(url) (fetched at start)")

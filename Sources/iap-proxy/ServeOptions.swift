@@ -36,13 +36,14 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Maximum request head bytes (default 32768): 431 beyond.") var maxHeaderBytes: Int?
     @Option(help: "Maximum request-target bytes (default 8192): 414 beyond.") var maxURIBytes: Int?
     @Option(help: "Bytes queued toward a slow peer before reading pauses (default 262144).") var writeHighWater: Int?
+    @Option(help: "Idle upstream connections kept per worker (default 1024).") var upstreamPoolSize: Int?
 
     /// What `serve` runs with, or every problem found.
     struct Resolved {
         var config: ServerConfig
         var keySource: KeySource
         var allowlistPath: String
-        var allowlist: Allowlist
+        var policy: Policy
     }
 
     enum KeySource {
@@ -138,14 +139,14 @@ struct ServeOptions: ParsableArguments {
         }
 
         // The allowlist is required: admitting every verified Google account is never the default.
-        var allowlist: Allowlist?
+        var policy: Policy?
         let allowlistPath = value(self.allowlist, "ALLOWLIST")
-        if let allowlistPath {
-            switch AllowlistFile.load(allowlistPath) {
-            case .success(let loaded): allowlist = loaded
+        if let allowlistPath, let identityHeaders {
+            switch AllowlistFile.policy(allowlistPath, headers: identityHeaders) {
+            case .success(let loaded): policy = loaded
             case .failure(let error): problems += error.problems
             }
-        } else {
+        } else if allowlistPath == nil {
             problems.append("no allowlist: set --allowlist FILE (IAP_PROXY_ALLOWLIST) naming the domains and emails to admit")
         }
 
@@ -165,9 +166,10 @@ struct ServeOptions: ParsableArguments {
         limits.http.maximumHeadBytes = number(maxHeaderBytes, "MAX_HEADER_BYTES", limits.http.maximumHeadBytes, 1024...1 << 20)
         limits.http.maximumTargetBytes = number(maxURIBytes, "MAX_URI_BYTES", limits.http.maximumTargetBytes, 256...1 << 20)
         limits.writeHighWater = number(writeHighWater, "WRITE_HIGH_WATER", limits.writeHighWater, 16 * 1024...64 << 20)
+        limits.upstreamPoolSize = number(upstreamPoolSize, "UPSTREAM_POOL_SIZE", limits.upstreamPoolSize, 0...65536)
 
         guard problems.isEmpty, let listenAddress, let upstreamAddress, let verifier, let identityHeaders,
-            let forwarded, let keySource, let allowlist, let allowlistPath
+            let forwarded, let keySource, let policy, let allowlistPath
         else { return .failure(ConfigurationError(problems)) }
         var config = ServerConfig(
             listen: listenAddress, upstream: upstreamAddress, admin: adminAddress, workers: workerCount,
@@ -176,7 +178,7 @@ struct ServeOptions: ParsableArguments {
         config.limits = limits
         config.forwardedProto = forwarded
         config.addVia = viaText == "true"
-        return .success(Resolved(config: config, keySource: keySource, allowlistPath: allowlistPath, allowlist: allowlist))
+        return .success(Resolved(config: config, keySource: keySource, allowlistPath: allowlistPath, policy: policy))
     }
 
     /// `http://HOST:PORT` (an optional trailing `/`) as HOST:PORT.
@@ -202,6 +204,18 @@ enum AllowlistFile {
         let (allowlist, problems) = Allowlist.parse(text)
         guard problems.isEmpty else { return .failure(ConfigurationError(problems.map { "\(path): \($0)" })) }
         return .success(allowlist)
+    }
+
+    /// The `--allowlist` policy: one route for every path, admitting the file's entries.
+    static func policy(_ path: String, headers: IdentityHeaders) -> Result<Policy, ConfigurationError> {
+        load(path).flatMap { allowlist in
+            Result { () throws(ConfigurationError) in
+                let list = try AccessList(allow: allowlist.allow, deny: allowlist.deny, groups: allowlist.groups)
+                return Policy(routes: [
+                    Route(name: "allowlist", pathPrefix: "/", auth: .verified(list), identityHeaders: headers)
+                ])
+            }.mapError { ConfigurationError($0.problems.map { "\(path): \($0)" }) }
+        }
     }
 }
 

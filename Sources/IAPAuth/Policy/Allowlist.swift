@@ -1,16 +1,21 @@
-/// Who may pass once their assertion verified: Workspace domains (matched against the token's
-/// `hd` claim, not the email's suffix) and single email addresses (exact, case-insensitive).
+/// The allowlist file admins edit: one entry a line (see `AccessList` for the forms), `!` for
+/// deny entries, `#` comments, blank lines, and `[group NAME]` sections whose lines (until the
+/// next section) are that group's members:
 ///
-/// File format, one entry a line: `example.com` or `@example.com` (a domain), `alice@example.org`
-/// (one user); `#` starts a comment (whole line or after the entry); blank lines are ignored.
+///     # who may use the app
+///     example.com
+///     !contractor@example.com
+///     group:ml-admins
+///
+///     [group ml-admins]
+///     alice@example.com
+///     bob@partner.example
 public struct Allowlist: Sendable, Equatable {
-    public let domains: Set<String>
-    public let emails: Set<String>
+    public var allow: [AccessList.Entry] = []
+    public var deny: [AccessList.Entry] = []
+    public var groups: [String: [AccessList.Entry]] = [:]
 
-    public init(domains: Set<String> = [], emails: Set<String> = []) {
-        self.domains = Set(domains.map { $0.lowercased() })
-        self.emails = Set(emails.map { $0.lowercased() })
-    }
+    public init() {}
 
     /// A problem on one line of an allowlist file.
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
@@ -21,48 +26,65 @@ public struct Allowlist: Sendable, Equatable {
 
     /// Parses the whole text and reports every invalid line (with its number), not just the first.
     public static func parse(_ text: String) -> (allowlist: Allowlist, problems: [Problem]) {
-        var domains: Set<String> = []
-        var emails: Set<String> = []
+        var result = Allowlist()
         var problems: [Problem] = []
+        var currentGroup: String?
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             var line = Substring(rawLine)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let entry = line.trimmingWhitespace().lowercased()
-            if entry.isEmpty { continue }
-            if entry.contains(where: { $0 == " " || $0 == "\t" }) {
-                problems.append(Problem(line: index + 1, message: "one entry per line (found \(entry.debugDescription))"))
-            } else if entry.hasPrefix("@") {
-                let domain = String(entry.dropFirst())
-                if isDomain(domain) {
-                    domains.insert(domain)
-                } else {
-                    problems.append(Problem(line: index + 1, message: "\(entry.debugDescription) is not a valid @domain"))
+            let text = line.trimmingWhitespace()
+            if text.isEmpty { continue }
+            let number = index + 1
+            if text.hasPrefix("[") {
+                let inner = text.dropFirst().dropLast().trimmingWhitespace()
+                guard text.hasSuffix("]"), inner.hasPrefix("group "),
+                    case let name = inner.dropFirst(6).trimmingWhitespace().lowercased(), AccessList.isGroupName(name)
+                else {
+                    problems.append(Problem(line: number, message: "\(String(text).debugDescription) is not a [group NAME] header"))
+                    continue
                 }
-            } else if let at = entry.firstIndex(of: "@") {
-                let local = entry[..<at]
-                let domain = String(entry[entry.index(after: at)...])
-                if isLocalPart(local) && isDomain(domain) {
-                    emails.insert(entry)
-                } else {
-                    problems.append(Problem(line: index + 1, message: "\(entry.debugDescription) is not a valid email address"))
+                if result.groups[name] != nil {
+                    problems.append(Problem(line: number, message: "group \(name.debugDescription) is defined twice"))
                 }
-            } else if isDomain(entry) {
-                domains.insert(entry)
+                result.groups[name] = []
+                currentGroup = name
+                continue
+            }
+            if text.contains(where: { $0 == " " || $0 == "\t" }) {
+                problems.append(Problem(line: number, message: "one entry per line (found \(String(text).debugDescription))"))
+                continue
+            }
+            let negated = text.hasPrefix("!")
+            guard let entry = AccessList.parseEntry(negated ? text.dropFirst() : text) else {
+                problems.append(Problem(line: number, message: "\(String(text).debugDescription) is not a domain, email, *@domain or group:NAME"))
+                continue
+            }
+            if let group = currentGroup {
+                if negated || entry.isGroup {
+                    problems.append(Problem(line: number, message: "group members are plain entries (no ! or group:)"))
+                } else {
+                    result.groups[group, default: []].append(entry)
+                }
+            } else if negated {
+                result.deny.append(entry)
             } else {
-                problems.append(Problem(line: index + 1, message: "\(entry.debugDescription) is neither a domain nor an email address"))
+                result.allow.append(entry)
             }
         }
-        return (Allowlist(domains: domains, emails: emails), problems)
+        return (result, problems)
     }
 
-    /// Why an identity was admitted, or nil when it was not. Stable codes for logs.
-    public func admit(_ identity: Identity) -> String? {
-        if emails.contains(identity.email) { return "email-ok" }
-        if let domain = identity.hostedDomain, domains.contains(domain) { return "domain-ok" }
-        return nil
+    /// Adds another file's entries and groups (a group defined twice across files is a problem).
+    public mutating func merge(_ other: Allowlist) -> [String] {
+        allow += other.allow
+        deny += other.deny
+        var problems: [String] = []
+        for (name, members) in other.groups {
+            if groups[name] != nil { problems.append("group \(name.debugDescription) is defined twice") }
+            groups[name] = members
+        }
+        return problems
     }
-
-    public var count: Int { domains.count + emails.count }
 
     static func isDomain(_ text: String) -> Bool {
         let labels = text.split(separator: ".", omittingEmptySubsequences: false)

@@ -2,7 +2,7 @@ import Glibc
 import HTTP1
 
 /// The admin listener's connections: `/healthz` (the loop answers, so it is alive) and `/readyz`
-/// (a key set and an allowlist are loaded and the proxy is not draining). One request each.
+/// (a key set and a policy are loaded and the proxy is not draining). One request each.
 final class AdminConnection: LoopHandler {
     private let fd: Int32
     private var token: EventLoop.Token?
@@ -54,7 +54,7 @@ final class AdminConnection: LoopHandler {
         case "/readyz":
             var missing: [String] = []
             if worker.shared.keys.current == nil { missing.append("no key set loaded") }
-            if worker.shared.allowlist == nil { missing.append("no allowlist loaded") }
+            if worker.shared.policy == nil { missing.append("no policy loaded") }
             if worker.draining { missing.append("draining") }
             respond(missing.isEmpty ? 200 : 503, missing.isEmpty ? "ready\n" : missing.joined(separator: "\n") + "\n")
         default:

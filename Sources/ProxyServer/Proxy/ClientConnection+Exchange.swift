@@ -29,7 +29,11 @@ extension ClientConnection {
         }
         upstream.owner = self
         exchange.upstream = upstream
-        guard worker.writeUpstreamHead(head, identityHeaders: exchange.identityHeaders, clientIP: peerIP, to: upstream.outbound)
+        guard
+            worker.writeUpstreamHead(
+                head, target: exchange.target, identityHeaders: exchange.identityHeaders,
+                routeHeaders: exchange.route?.identityHeaders, stripAssertion: exchange.identity == nil, clientIP: peerIP,
+                to: upstream.outbound)
         else {
             return failExchange(status: 500, reason: "header-rewrite-failed")
         }
@@ -73,8 +77,11 @@ extension ClientConnection {
         if !exchange.requestComplete && sawEOF && inbound.isEmpty {
             return abortExchange("client-closed-mid-body")
         }
-        readPaused = !exchange.requestComplete && upstream.outbound.count >= highWater
         flush(upstream)
+        // Decide after flushing: pausing on a queue the flush just emptied would wait for an
+        // EPOLLOUT that never comes (found by bench/stream.sh).
+        guard self.exchange === exchange, exchange.upstream === upstream else { return }
+        readPaused = !exchange.requestComplete && upstream.outbound.count >= highWater
     }
 
     /// Writes what the upstream takes; a failure there ends the exchange.

@@ -174,7 +174,7 @@ final class ClientConnection: LoopHandler {
                 refuse(status: 408, decision: "error", reason: "head-timeout", close: true)
             }
         case .awaitingKeys(let head):
-            deny(head, status: 401, Rejection(.unknownKid, "no key set with this kid arrived in time"))
+            deny(head, status: 401, reason: RejectionReason.unknownKid.rawValue)
         case .exchanging:
             guard let exchange else { return close() }
             if exchange.responseStarted {
@@ -233,12 +233,13 @@ final class ClientConnection: LoopHandler {
 
     func admit(_ head: RequestHead, mayWait: Bool) {
         switch worker.admit(head, mayWaitForKeys: mayWait) {
-        case .allow(let identity, let reason, let headers):
-            exchange?.admitted(identity, reason: reason)
-            exchange?.identityHeaders = headers
+        case .allow(let identity, let route, let reason, let headers, let target):
+            exchange?.admitted(identity, route: route, reason: reason, headers: headers, target: target)
             beginUpstream(head)
-        case .deny(let status, let rejection):
-            deny(head, status: status, rejection)
+        case .respondLocally(let body, _):
+            respondLocally(head, body: body)
+        case .deny(let status, let reason, _):
+            deny(head, status: status, reason: reason)
         case .waitForKeys:
             state = .awaitingKeys(head)
             deadline = worker.loop.now + config.timeouts.keyWait
@@ -254,10 +255,25 @@ final class ClientConnection: LoopHandler {
         updateInterest()
     }
 
-    private func deny(_ head: RequestHead, status: Int, _ rejection: Rejection) {
+    private func deny(_ head: RequestHead, status: Int, reason: String) {
         // The body was not read: keep the connection only if there is none.
         let close = head.framing != .none || !head.keepAlive
-        refuse(status: status, decision: "deny", reason: rejection.reason.rawValue, close: close)
+        refuse(status: status, decision: status == 400 ? "error" : "deny", reason: reason, close: close)
+    }
+
+    /// A route that answers itself (a load balancer's health check): 200, never the app.
+    private func respondLocally(_ head: RequestHead, body: String) {
+        guard let exchange else { return }
+        let close = head.framing != .none || !head.keepAlive || sawEOF || worker.draining
+        var response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        response += "Content-Length: \(body.utf8.count)\r\nCache-Control: no-store\r\n"
+        if close { response += "Connection: close\r\n" }
+        outbound.append(Array((response + "\r\n" + body).utf8))
+        exchange.record.value.status = 200
+        exchange.record.value.decision = "allow"
+        exchange.record.value.reason = "local-response"
+        exchange.record.value.bytes = body.utf8.count
+        finish(exchange, keepAlive: !close)
     }
 
     /// Answers the current request locally with a short generic page (the reason goes to the log,

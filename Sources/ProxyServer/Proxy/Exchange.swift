@@ -26,6 +26,9 @@ final class Exchange {
     var identity: Identity?
     /// The identity headers for the upstream, rendered once per verified token.
     var identityHeaders: [ExtraField] = []
+    /// The route that admitted the request, and the normalized target sent upstream.
+    var route: Route?
+    var target: String?
     var upstream: UpstreamConnection?
     var requestBody = Body.none
     var requestComplete = true
@@ -47,11 +50,14 @@ final class Exchange {
         record.value.time = wallClockMicroseconds()
     }
 
-    func admitted(_ identity: Identity, reason: String) {
+    func admitted(_ identity: Identity?, route: Route, reason: String, headers: [ExtraField], target: String?) {
         self.identity = identity
+        self.route = route
+        identityHeaders = headers
+        self.target = target
         record.value.decision = "allow"
         record.value.reason = reason
-        record.value.email = identity.email
+        record.value.email = identity?.email
     }
 
     /// A request may be replayed on a fresh connection only if nothing of it is lost by doing so:

@@ -9,6 +9,8 @@ final class TokenCache {
     private struct Entry {
         let identity: Identity
         let headers: [ExtraField]
+        /// The templates `headers` came from; another route's templates are rendered afresh.
+        let renderedFrom: IdentityHeaders
         let validUntil: Int64
         let generation: UInt64
     }
@@ -20,7 +22,9 @@ final class TokenCache {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func lookup(_ token: ArraySlice<UInt8>, now: Int64, generation: UInt64) -> (Identity, [ExtraField])? {
+    func lookup(_ token: ArraySlice<UInt8>, now: Int64, generation: UInt64, headers: IdentityHeaders)
+        -> (Identity, [ExtraField])?
+    {
         let key = TokenKey(token)
         guard let entry = entries[key] else {
             misses += 1
@@ -32,17 +36,19 @@ final class TokenCache {
             return nil
         }
         hits += 1
+        guard entry.renderedFrom == headers else { return (entry.identity, Worker.render(headers, entry.identity)) }
         return (entry.identity, entry.headers)
     }
 
     func insert(
-        _ token: ArraySlice<UInt8>, identity: Identity, headers: [ExtraField], validUntil: Int64, generation: UInt64,
-        now: Int64
+        _ token: ArraySlice<UInt8>, identity: Identity, headers: [ExtraField], renderedFrom: IdentityHeaders,
+        validUntil: Int64, generation: UInt64, now: Int64
     ) {
         guard capacity > 0 else { return }
         if entries.count >= capacity { evict(now: now, generation: generation) }
         // Store a compact copy: the slice would keep the whole request head alive.
-        entries[TokenKey(ArraySlice(Array(token)))] = Entry(identity: identity, headers: headers, validUntil: validUntil, generation: generation)
+        entries[TokenKey(ArraySlice(Array(token)))] = Entry(
+            identity: identity, headers: headers, renderedFrom: renderedFrom, validUntil: validUntil, generation: generation)
     }
 
     var count: Int { entries.count }

@@ -1,0 +1,116 @@
+/// The routing and access policy: an immutable snapshot, built and validated whole before it
+/// replaces the previous one (a broken edit never half-applies).
+public struct Policy: Sendable {
+    public let routes: [Route]
+
+    /// Routes are tried most specific first (host before no host, exact path before prefix, longer
+    /// prefix before shorter, then file order); a request that matches none is denied.
+    public init(routes: [Route]) {
+        self.routes = routes.enumerated().sorted { lhs, rhs in
+            let (left, right) = (lhs.element.specificity, rhs.element.specificity)
+            return left != right ? left > right : lhs.offset < rhs.offset
+        }.map(\.element)
+    }
+
+    /// Allow and deny entries across routes (for logs).
+    public var entryCount: Int {
+        routes.reduce(0) { total, route in
+            if case .verified(let list) = route.auth { return total + list.count }
+            return total
+        }
+    }
+
+    /// The route for a request: `host` without port, `path` normalized, `method` as sent.
+    public func route(host: String?, path: RequestPath, method: String) -> Route? {
+        let host = host.map(Route.normalizeHost)
+        return routes.first { $0.matches(host: host, path: path, method: method) }
+    }
+
+    /// The decision for an identity on a route (allow list, deny entries, access levels).
+    public static func decide(_ route: Route, _ identity: Identity) -> AccessDecision {
+        guard case .verified(let list) = route.auth else { return .allow("no-auth", detail: "") }
+        let decision = list.decide(identity)
+        guard decision.isAllowed else { return decision }
+        if let missing = route.requiredAccessLevels.first(where: { !identity.accessLevels.contains($0) }) {
+            return .deny("access-level-missing", detail: missing)
+        }
+        return decision
+    }
+}
+
+/// One route: what it matches and what it requires.
+public struct Route: Sendable {
+    public enum Auth: Sendable, Equatable {
+        /// A verified assertion and this access list.
+        case verified(AccessList)
+        /// Answered without identity: no assertion needed, never given identity headers.
+        case none
+    }
+
+    /// Where the route was defined (`routes[2]` or its `name`), for logs and whoami.
+    public let name: String
+    public let host: String?
+    /// Matched against the path's `matchKey`; lowercase.
+    public let pathPrefix: String?
+    public let exactPath: String?
+    public let methods: Set<String>?
+    public let auth: Auth
+    public let requiredAccessLevels: [String]
+    public let identityHeaders: IdentityHeaders
+    /// Log what would be denied, but let it through (rolling out a new list).
+    public let reportOnly: Bool
+    public let allowEncodedSlashes: Bool
+    /// Answer locally with 200 and this body, without calling the app (load balancer health checks).
+    public let localResponse: String?
+
+    public init(
+        name: String, host: String? = nil, pathPrefix: String? = nil, exactPath: String? = nil,
+        methods: Set<String>? = nil, auth: Auth, requiredAccessLevels: [String] = [],
+        identityHeaders: IdentityHeaders, reportOnly: Bool = false, allowEncodedSlashes: Bool = false,
+        localResponse: String? = nil
+    ) {
+        self.name = name
+        self.host = host.map(Self.normalizeHost)
+        self.pathPrefix = pathPrefix?.lowercased()
+        self.exactPath = exactPath?.lowercased()
+        self.methods = methods
+        self.auth = auth
+        self.requiredAccessLevels = requiredAccessLevels
+        self.identityHeaders = identityHeaders
+        self.reportOnly = reportOnly
+        self.allowEncodedSlashes = allowEncodedSlashes
+        self.localResponse = localResponse
+    }
+
+    /// Lowercase, without the port (`Mlflow.Example.com:443` → `mlflow.example.com`).
+    static func normalizeHost(_ host: String) -> String {
+        var host = Substring(host.lowercased())
+        if host.hasPrefix("[") {
+            if let close = host.firstIndex(of: "]") { host = host[...close] }
+        } else if let colon = host.lastIndex(of: ":") {
+            host = host[..<colon]
+        }
+        return String(host)
+    }
+
+    /// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apix`.
+    func matches(host requestHost: String?, path: RequestPath, method: String) -> Bool {
+        if let host, host != requestHost { return false }
+        if let methods, !methods.contains(method) { return false }
+        let key = path.matchKey
+        if let exactPath { return key == exactPath }
+        guard let prefix = pathPrefix else { return true }
+        if prefix == "/" || key == prefix { return true }
+        guard key.hasPrefix(prefix) else { return false }
+        return prefix.hasSuffix("/") || key.dropFirst(prefix.count).hasPrefix("/")
+    }
+
+    /// Orders routes: host, then exact path, then prefix length, then methods.
+    var specificity: [Int] {
+        [host == nil ? 0 : 1, exactPath == nil ? 0 : 1, (exactPath ?? pathPrefix ?? "").count, methods == nil ? 0 : 1]
+    }
+}
+
+extension [Int]: @retroactive Comparable {
+    public static func < (lhs: [Int], rhs: [Int]) -> Bool { lhs.lexicographicallyPrecedes(rhs) }
+}

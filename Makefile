@@ -5,7 +5,7 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config
 DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
-.PHONY: deps build test test-unit test-tsan fuzz fuzz-ci demo bench-verify clean
+.PHONY: deps build test test-unit test-tsan fuzz fuzz-ci demo bench bench-verify clean
 
 deps:
 	@$(DEPS)
@@ -36,6 +36,11 @@ fuzz-ci: deps
 ## Mint a local key and token and verify it end to end, printing each step.
 demo: deps
 	@scripts/demo.sh
+
+## iap-proxy beside nginx and HAProxy (plain and with jwt_verify), interleaved rounds, medians
+## and paired ratios (bench/README.md; `bench/run.sh --quick` for a 2-minute smoke run).
+bench: deps
+	bench/run.sh
 
 ## Verifications per second (fresh token each time) beside `openssl speed ecdsap256`.
 bench-verify: deps

@@ -7,7 +7,8 @@ let package = Package(
         .executable(name: "iap-proxy", targets: ["iap-proxy"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // libcrypto only: a JWT verifier needs no libssl (STYLE.md §2.2).
@@ -24,6 +25,7 @@ let package = Package(
                 "IAPAuth",
                 "ProxyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         // `make bench-verify`: full verifications per second on one core.

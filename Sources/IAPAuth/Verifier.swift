@@ -109,7 +109,7 @@ public final class Verifier {
             return Rejection(.lifetimeTooLong, "exp − iat = \(claims.expiresAt - claims.issuedAt) s")
         }
         if !config.audiences.contains(claims.audience) {
-            return Rejection(.wrongAudience, "aud \(claims.audience.debugDescription)")
+            return Rejection(.wrongAudience, claims.audience)  // the raw aud: operators compare it to their config
         }
         if claims.issuer != config.issuer {
             return Rejection(.wrongIssuer, "iss \(claims.issuer.debugDescription)")

@@ -15,6 +15,10 @@ public struct ServerConfig: Sendable {
     public var forwardedProto = ForwardedProto.auto
     /// Adds `Via: 1.1 iap-proxy` to requests and responses.
     public var addVia = false
+    /// One JSON line per request on stdout.
+    public var accessLog = true
+    /// Answers the caller's verified identity (on authenticated routes); nil disables.
+    public var whoamiPath: String? = "/.iap-proxy/whoami"
 
     public init(
         listen: SocketAddress, upstream: SocketAddress, admin: SocketAddress?, workers: Int, verifier: VerifierConfig,

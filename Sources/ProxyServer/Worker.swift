@@ -20,6 +20,7 @@ final class Worker {
     private(set) var draining = false
     private var logBuffer: [UInt8] = []
     private var logClock = LogClock()
+    private var loggedAudiences: [String: Int64] = [:]
     private var headScratch: [UInt8] = []
     private var requestCounter: UInt64 = 0
     private let requestPrefix: String
@@ -132,6 +133,8 @@ final class Worker {
         case allow(Identity?, route: Route, reason: String, headers: [ExtraField], target: String?)
         /// Answer 200 with this body without calling the app (health checks).
         case respondLocally(String, route: Route)
+        /// The whoami path: answer the caller's verified identity and what admitted it.
+        case whoami(Identity, route: Route, reason: String)
         case deny(status: Int, reason: String, detail: String)
         case waitForKeys
     }
@@ -184,20 +187,40 @@ final class Worker {
                     refresher.requestRefetch()
                     return .waitForKeys
                 }
+                if rejection.reason == .wrongAudience { learnAudience(rejection.detail) }
                 return .deny(
                     status: rejection.reason == .keysUnavailable ? 503 : 401, reason: rejection.reason.rawValue,
                     detail: rejection.detail)
             }
         }
         let decision = Policy.decide(route, identity)
-        guard decision.isAllowed else {
-            guard route.reportOnly else { return .deny(status: 403, reason: decision.reason, detail: identity.email) }
+        if !decision.isAllowed && !route.reportOnly {
+            return .deny(status: 403, reason: decision.reason, detail: identity.email)
+        }
+        // Only to callers the route admits: it shows their own claims and the rule that let them in.
+        if let whoami = shared.config.whoamiPath, path.path == whoami {
+            return .whoami(identity, route: route, reason: decision.reason)
+        }
+        if !decision.isAllowed {
             return .allow(identity, route: route, reason: "report-only:" + decision.reason, headers: headers, target: target)
         }
         if case .allow(_, let detail) = decision, !detail.isEmpty {
             return .allow(identity, route: route, reason: decision.reason + ":" + detail, headers: headers, target: target)
         }
         return .allow(identity, route: route, reason: decision.reason, headers: headers, target: target)
+    }
+
+    /// A genuine token for another audience: say which, once a minute per audience, because
+    /// "what is my audience?" is the question operators ask most.
+    private func learnAudience(_ audience: String) {
+        let now = loop.now
+        if let last = loggedAudiences[audience], now - last < 60_000 { return }
+        if loggedAudiences.count >= 64 { loggedAudiences.removeAll() }
+        loggedAudiences[audience] = now
+        EventLog.event("audience-mismatch", [
+            ("token_aud", audience), ("configured", shared.config.verifier.audiences.sorted().joined(separator: ",")),
+            ("hint", "the token verified but names another audience; add it with --audience if this proxy serves it"),
+        ])
     }
 
     static func render(_ headers: IdentityHeaders, _ identity: Identity) -> [ExtraField] {
@@ -304,6 +327,7 @@ final class Worker {
     }
 
     func log(_ exchange: Exchange, client: String, now: Int64) {
+        guard shared.config.accessLog else { return }
         var record = exchange.record.value
         record.duration = now - exchange.startedAt
         let head = exchange.head

@@ -38,8 +38,11 @@ struct ServeCommand: ParsableCommand {
             refresher = try KeyRefresher(settings, store: keys, onEvent: Self.logKeyEvent)
         }
         let shared = SharedState(config: resolved.config, keys: keys, refresher: refresher)
-        shared.replacePolicy(resolved.policy)
-        EventLog.event("policy-loaded", [("path", resolved.allowlistPath), ("entries", "\(resolved.policy.entryCount)")])
+        shared.replacePolicy(resolved.policy.policy)
+        EventLog.event("policy-loaded", [
+            ("files", resolved.policy.files.joined(separator: ",")), ("routes", "\(resolved.policy.policy.routes.count)"),
+            ("entries", "\(resolved.policy.policy.entryCount)"), ("checksum", resolved.policy.checksum),
+        ])
         let server: Server
         do {
             server = try Server(shared: shared)
@@ -55,12 +58,18 @@ struct ServeCommand: ParsableCommand {
 
     /// SIGHUP: re-read the allowlist (and a key file). A broken file keeps what was loaded.
     static func reload(_ resolved: ServeOptions.Resolved, shared: SharedState) {
-        switch AllowlistFile.policy(resolved.allowlistPath, headers: resolved.config.identityHeaders) {
+        switch PolicyLoader.load(
+            configPath: resolved.configPath, allowlistPath: resolved.allowlistPath,
+            defaultHeaders: resolved.config.identityHeaders)
+        {
         case .success(let policy):
-            shared.replacePolicy(policy)
-            EventLog.event("policy-reloaded", [("path", resolved.allowlistPath), ("entries", "\(policy.entryCount)")])
+            shared.replacePolicy(policy.policy)
+            EventLog.event("policy-reloaded", [
+                ("routes", "\(policy.policy.routes.count)"), ("entries", "\(policy.policy.entryCount)"),
+                ("checksum", policy.checksum),
+            ])
         case .failure(let error):
-            EventLog.event("policy-reload-failed", [("path", resolved.allowlistPath), ("problems", error.description)])
+            EventLog.event("policy-reload-failed", [("problems", error.description)])
         }
         if case .file(let path, _) = resolved.keySource {
             do {
@@ -109,7 +118,7 @@ struct CheckConfigCommand: ParsableCommand {
             print("configuration ok")
             print("  listen \(resolved.config.listen), upstream \(resolved.config.upstream), workers \(resolved.config.workers)")
             print("  audiences \(resolved.config.verifier.audiences.sorted().joined(separator: ", "))")
-            print("  allowlist \(resolved.allowlistPath): \(resolved.policy.entryCount) entries")
+            print("  policy from \(resolved.policy.files.joined(separator: ", ")): \(resolved.policy.policy.routes.count) routes, \(resolved.policy.policy.entryCount) entries")
             switch resolved.keySource {
             case .file(let path, let set): print("  keys \(path): \(set.keyIDs.joined(separator: ", "))")
             case .url(let url, _): print("  keys \(url) (fetched at start)")

@@ -6,8 +6,9 @@ import ProxyServer
 
 /// The flags `serve` and `check-config` share. Every flag can also come from the environment:
 /// `--jwks-url` from `IAP_PROXY_JWKS_URL`, and so on (repeatable flags take a comma-separated
-/// list). A flag on the command line wins over the environment.
+/// list), and from the config file. A flag wins over the environment, which wins over the file.
 struct ServeOptions: ParsableArguments {
+    @Option(help: "YAML config file: settings and routes (docs/CONFIG.md).") var config: String?
     @Option(help: "Address to serve on, HOST:PORT or [IPv6]:PORT (default 0.0.0.0:8080).") var listen: String?
     @Option(help: "The app: http://HOST:PORT.") var upstream: String?
     @Option(help: "Accepted aud (repeatable).") var audience: [String] = []
@@ -37,13 +38,18 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Maximum request-target bytes (default 8192): 414 beyond.") var maxURIBytes: Int?
     @Option(help: "Bytes queued toward a slow peer before reading pauses (default 262144).") var writeHighWater: Int?
     @Option(help: "Idle upstream connections kept per worker (default 1024).") var upstreamPoolSize: Int?
+    @Option(help: "The JSON access log on stdout: on (default) or off.") var accessLog: String?
+    @Option(help: "Path answering the caller's verified identity (default /.iap-proxy/whoami; 'off' disables).")
+    var whoamiPath: String?
 
     /// What `serve` runs with, or every problem found.
     struct Resolved {
         var config: ServerConfig
         var keySource: KeySource
-        var allowlistPath: String
-        var policy: Policy
+        /// Where the policy comes from: reloaded from the same places.
+        var configPath: String?
+        var allowlistPath: String?
+        var policy: PolicyLoader.Loaded
     }
 
     enum KeySource {
@@ -53,16 +59,28 @@ struct ServeOptions: ParsableArguments {
 
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) -> Result<Resolved, ConfigurationError> {
         var problems: [String] = []
-        func value(_ flag: String?, _ name: String) -> String? {
-            flag ?? environment["IAP_PROXY_" + name].flatMap { $0.isEmpty ? nil : $0 }
+        let configPath = config ?? environment["IAP_PROXY_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        var file: ConfigFile?
+        if let configPath {
+            switch ConfigFile.load(configPath) {
+            case .success(let loaded): file = loaded
+            case .failure(let error): problems += error.problems
+            }
         }
-        func list(_ flags: [String], _ name: String) -> [String] {
-            !flags.isEmpty ? flags : (environment["IAP_PROXY_" + name] ?? "").split(separator: ",").map {
+        func value(_ flag: String?, _ name: String, _ fromFile: String? = nil) -> String? {
+            flag ?? environment["IAP_PROXY_" + name].flatMap { $0.isEmpty ? nil : $0 } ?? fromFile
+        }
+        func list(_ flags: [String], _ name: String, _ fromFile: [String]? = nil) -> [String] {
+            if !flags.isEmpty { return flags }
+            let fromEnvironment = (environment["IAP_PROXY_" + name] ?? "").split(separator: ",").map {
                 String($0).trimmingCharacters(in: .whitespaces)
             }.filter { !$0.isEmpty }
+            return fromEnvironment.isEmpty ? fromFile ?? [] : fromEnvironment
         }
-        func number<T: FixedWidthInteger>(_ flag: T?, _ name: String, _ fallback: T, _ range: ClosedRange<T>) -> T {
-            let text = flag.map { "\($0)" } ?? environment["IAP_PROXY_" + name]
+        func number<T: FixedWidthInteger>(
+            _ flag: T?, _ name: String, _ fallback: T, _ range: ClosedRange<T>, _ fromFile: String? = nil
+        ) -> T {
+            let text = flag.map { "\($0)" } ?? environment["IAP_PROXY_" + name] ?? fromFile
             guard let text else { return fallback }
             guard let number = T(text), range.contains(number) else {
                 problems.append("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) \(text.debugDescription) must be a number in \(range)")
@@ -78,8 +96,8 @@ struct ServeOptions: ParsableArguments {
                 return nil
             }
         }
-        func duration(_ flag: String?, _ name: String, _ fallback: Int64) -> Int64 {
-            guard let text = value(flag, name) else { return fallback }
+        func duration(_ flag: String?, _ name: String, _ fallback: Int64, _ fromFile: String? = nil) -> Int64 {
+            guard let text = value(flag, name, fromFile) else { return fallback }
             guard let milliseconds = Duration.milliseconds(text) else {
                 problems.append("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) \(text.debugDescription) is not a duration like 500ms, 15s, 5m or 1h")
                 return fallback
@@ -87,9 +105,9 @@ struct ServeOptions: ParsableArguments {
             return milliseconds
         }
 
-        let listenAddress = address(value(listen, "LISTEN") ?? "0.0.0.0:8080", "--listen")
+        let listenAddress = address(value(listen, "LISTEN", file?.listen) ?? "0.0.0.0:8080", "--listen")
         var upstreamAddress: SocketAddress?
-        if let upstream = value(upstream, "UPSTREAM") {
+        if let upstream = value(upstream, "UPSTREAM", file?.upstream) {
             switch Self.upstreamHostPort(upstream) {
             case .success(let hostPort): upstreamAddress = address(hostPort, "--upstream")
             case .failure(let problem): problems.append(problem.description)
@@ -97,13 +115,16 @@ struct ServeOptions: ParsableArguments {
         } else {
             problems.append("no upstream: set --upstream http://HOST:PORT (IAP_PROXY_UPSTREAM)")
         }
-        let adminText = value(adminListen, "ADMIN_LISTEN") ?? "0.0.0.0:9090"
+        let adminText = value(adminListen, "ADMIN_LISTEN", file?.adminListen) ?? "0.0.0.0:9090"
         let adminAddress = adminText == "off" ? nil : address(adminText, "--admin-listen")
 
         var verifier: VerifierConfig?
-        do {
-            verifier = try VerifierConfig(
-                audiences: list(audience, "AUDIENCE"), leeway: number(leeway, "LEEWAY", 30, 0...600))
+        do throws(ConfigurationError) {
+            let leewayText = value(leeway.map { "\($0)" }, "LEEWAY", file?.leeway) ?? "30"
+            guard let leewaySeconds = Duration.milliseconds(leewayText).map({ $0 / 1000 }) ?? (leewayText == "0" ? 0 : nil) else {
+                throw ConfigurationError(["leeway \(leewayText.debugDescription) is not a duration like 30s"])
+            }
+            verifier = try VerifierConfig(audiences: list(audience, "AUDIENCE", file?.audiences), leeway: leewaySeconds)
         } catch {
             problems += error.problems.map { $0.replacingOccurrences(of: "(--audience)", with: "(--audience, IAP_PROXY_AUDIENCE)") }
         }
@@ -114,62 +135,76 @@ struct ServeOptions: ParsableArguments {
             problems.append("unknown preset \(presetName.debugDescription); choose \(IdentityHeaders.presets.keys.sorted().joined(separator: ", "))")
         }
 
-        let proto = value(forwardedProto, "FORWARDED_PROTO") ?? "auto"
+        let proto = value(forwardedProto, "FORWARDED_PROTO", file?.forwardedProto) ?? "auto"
         let forwarded = ServerConfig.ForwardedProto(rawValue: proto)
         if forwarded == nil { problems.append("forwarded-proto \(proto.debugDescription) must be auto, http or https") }
-        let viaText = value(via, "VIA") ?? "false"
+        let viaText = value(via, "VIA", file?.via) ?? "false"
         if viaText != "true" && viaText != "false" { problems.append("via must be true or false") }
+        let accessLogText = value(accessLog, "ACCESS_LOG", file?.accessLog) ?? "on"
+        if accessLogText != "on" && accessLogText != "off" { problems.append("access-log must be on or off") }
+        let whoami = value(whoamiPath, "WHOAMI_PATH", file?.whoamiPath) ?? "/.iap-proxy/whoami"
+        if whoami != "off" && !whoami.hasPrefix("/") { problems.append("whoami-path must start with / (or be off)") }
 
         // Keys: a file (read now) or a URL (fetched in the background).
         var keySource: KeySource?
-        let file = value(jwksFile, "JWKS_FILE")
-        let url = value(jwksURL, "JWKS_URL")
-        if let file, url != nil {
-            problems.append("give --jwks-file or --jwks-url, not both (\(file))")
-        } else if let file {
+        let keyFile = value(jwksFile, "JWKS_FILE", file?.keysFile)
+        let url = value(jwksURL, "JWKS_URL", file?.keysURL)
+        if let keyFile, url != nil {
+            problems.append("give --jwks-file or --jwks-url, not both (\(keyFile))")
+        } else if let keyFile {
             do {
-                keySource = .file(file, try KeyFile.load(file))
+                keySource = .file(keyFile, try KeyFile.load(keyFile))
             } catch {
                 problems.append(error.reason)
             }
         } else {
             let url = url ?? KeyFetcher.googleIAPKeysURL
             if let problem = KeyFetcher.problem(withURL: url) { problems.append(problem) }
-            keySource = .url(url, cacheFile: value(jwksCache, "JWKS_CACHE"))
+            keySource = .url(url, cacheFile: value(jwksCache, "JWKS_CACHE", file?.keysCache))
         }
 
-        // The allowlist is required: admitting every verified Google account is never the default.
-        var policy: Policy?
+        // A policy is required: admitting every verified Google account is never the default.
+        var policy: PolicyLoader.Loaded?
         let allowlistPath = value(self.allowlist, "ALLOWLIST")
-        if let allowlistPath, let identityHeaders {
-            switch AllowlistFile.policy(allowlistPath, headers: identityHeaders) {
+        if let identityHeaders, problems.isEmpty || file != nil || configPath == nil {
+            switch PolicyLoader.build(
+                config: file, configPath: configPath, allowlistPath: allowlistPath, defaultHeaders: identityHeaders)
+            {
             case .success(let loaded): policy = loaded
             case .failure(let error): problems += error.problems
             }
-        } else if allowlistPath == nil {
-            problems.append("no allowlist: set --allowlist FILE (IAP_PROXY_ALLOWLIST) naming the domains and emails to admit")
         }
 
-        let workerCount = number(workers, "WORKERS", System.coreCount, 1...256)
+        let workerCount = number(workers, "WORKERS", System.coreCount, 1...256, file?.workers)
+        let fileTimeouts = file?.timeouts ?? [:]
         var timeouts = ServerConfig.Timeouts()
-        timeouts.head = duration(headTimeout, "HEAD_TIMEOUT", timeouts.head)
-        timeouts.idle = duration(idleTimeout, "IDLE_TIMEOUT", timeouts.idle)
-        timeouts.client = duration(clientTimeout, "CLIENT_TIMEOUT", timeouts.client)
-        timeouts.upstreamConnect = duration(upstreamConnectTimeout, "UPSTREAM_CONNECT_TIMEOUT", timeouts.upstreamConnect)
-        timeouts.upstreamResponse = duration(upstreamTimeout, "UPSTREAM_TIMEOUT", timeouts.upstreamResponse)
-        timeouts.upstreamIdle = duration(upstreamIdleTimeout, "UPSTREAM_IDLE_TIMEOUT", timeouts.upstreamIdle)
-        timeouts.tunnelIdle = duration(tunnelIdleTimeout, "TUNNEL_IDLE_TIMEOUT", timeouts.tunnelIdle)
-        timeouts.drain = duration(drainTimeout, "DRAIN_TIMEOUT", timeouts.drain)
-        timeouts.keyWait = duration(keyWaitTimeout, "KEY_WAIT_TIMEOUT", timeouts.keyWait)
+        timeouts.head = duration(headTimeout, "HEAD_TIMEOUT", timeouts.head, fileTimeouts["head"])
+        timeouts.idle = duration(idleTimeout, "IDLE_TIMEOUT", timeouts.idle, fileTimeouts["idle"])
+        timeouts.client = duration(clientTimeout, "CLIENT_TIMEOUT", timeouts.client, fileTimeouts["client"])
+        timeouts.upstreamConnect = duration(
+            upstreamConnectTimeout, "UPSTREAM_CONNECT_TIMEOUT", timeouts.upstreamConnect, fileTimeouts["upstream_connect"])
+        timeouts.upstreamResponse = duration(
+            upstreamTimeout, "UPSTREAM_TIMEOUT", timeouts.upstreamResponse, fileTimeouts["upstream"])
+        timeouts.upstreamIdle = duration(
+            upstreamIdleTimeout, "UPSTREAM_IDLE_TIMEOUT", timeouts.upstreamIdle, fileTimeouts["upstream_idle"])
+        timeouts.tunnelIdle = duration(tunnelIdleTimeout, "TUNNEL_IDLE_TIMEOUT", timeouts.tunnelIdle, fileTimeouts["tunnel_idle"])
+        timeouts.drain = duration(drainTimeout, "DRAIN_TIMEOUT", timeouts.drain, fileTimeouts["drain"])
+        timeouts.keyWait = duration(keyWaitTimeout, "KEY_WAIT_TIMEOUT", timeouts.keyWait, fileTimeouts["key_wait"])
+        let fileLimits = file?.limits ?? [:]
         var limits = ServerConfig.Limits()
-        limits.maximumConnections = number(maxConnections, "MAX_CONNECTIONS", limits.maximumConnections, 1...1_000_000)
-        limits.http.maximumHeadBytes = number(maxHeaderBytes, "MAX_HEADER_BYTES", limits.http.maximumHeadBytes, 1024...1 << 20)
-        limits.http.maximumTargetBytes = number(maxURIBytes, "MAX_URI_BYTES", limits.http.maximumTargetBytes, 256...1 << 20)
-        limits.writeHighWater = number(writeHighWater, "WRITE_HIGH_WATER", limits.writeHighWater, 16 * 1024...64 << 20)
-        limits.upstreamPoolSize = number(upstreamPoolSize, "UPSTREAM_POOL_SIZE", limits.upstreamPoolSize, 0...65536)
+        limits.maximumConnections = number(
+            maxConnections, "MAX_CONNECTIONS", limits.maximumConnections, 1...1_000_000, fileLimits["max_connections"])
+        limits.http.maximumHeadBytes = number(
+            maxHeaderBytes, "MAX_HEADER_BYTES", limits.http.maximumHeadBytes, 1024...1 << 20, fileLimits["max_header_bytes"])
+        limits.http.maximumTargetBytes = number(
+            maxURIBytes, "MAX_URI_BYTES", limits.http.maximumTargetBytes, 256...1 << 20, fileLimits["max_uri_bytes"])
+        limits.writeHighWater = number(
+            writeHighWater, "WRITE_HIGH_WATER", limits.writeHighWater, 16 * 1024...64 << 20, fileLimits["write_high_water"])
+        limits.upstreamPoolSize = number(
+            upstreamPoolSize, "UPSTREAM_POOL_SIZE", limits.upstreamPoolSize, 0...65536, fileLimits["upstream_pool_size"])
 
         guard problems.isEmpty, let listenAddress, let upstreamAddress, let verifier, let identityHeaders,
-            let forwarded, let keySource, let policy, let allowlistPath
+            let forwarded, let keySource, let policy
         else { return .failure(ConfigurationError(problems)) }
         var config = ServerConfig(
             listen: listenAddress, upstream: upstreamAddress, admin: adminAddress, workers: workerCount,
@@ -178,7 +213,11 @@ struct ServeOptions: ParsableArguments {
         config.limits = limits
         config.forwardedProto = forwarded
         config.addVia = viaText == "true"
-        return .success(Resolved(config: config, keySource: keySource, allowlistPath: allowlistPath, policy: policy))
+        config.accessLog = accessLogText == "on"
+        config.whoamiPath = whoami == "off" ? nil : whoami
+        return .success(
+            Resolved(
+                config: config, keySource: keySource, configPath: configPath, allowlistPath: allowlistPath, policy: policy))
     }
 
     /// `http://HOST:PORT` (an optional trailing `/`) as HOST:PORT.
@@ -192,30 +231,6 @@ struct ServeOptions: ParsableArguments {
             return .failure(ConfigurationError(["upstream \(url.debugDescription) must be http://HOST:PORT, with no path"]))
         }
         return .success(String(rest))
-    }
-}
-
-/// Reading the allowlist file, with every invalid line reported by number.
-enum AllowlistFile {
-    static func load(_ path: String) -> Result<Allowlist, ConfigurationError> {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            return .failure(ConfigurationError(["cannot read allowlist \(path)"]))
-        }
-        let (allowlist, problems) = Allowlist.parse(text)
-        guard problems.isEmpty else { return .failure(ConfigurationError(problems.map { "\(path): \($0)" })) }
-        return .success(allowlist)
-    }
-
-    /// The `--allowlist` policy: one route for every path, admitting the file's entries.
-    static func policy(_ path: String, headers: IdentityHeaders) -> Result<Policy, ConfigurationError> {
-        load(path).flatMap { allowlist in
-            Result { () throws(ConfigurationError) in
-                let list = try AccessList(allow: allowlist.allow, deny: allowlist.deny, groups: allowlist.groups)
-                return Policy(routes: [
-                    Route(name: "allowlist", pathPrefix: "/", auth: .verified(list), identityHeaders: headers)
-                ])
-            }.mapError { ConfigurationError($0.problems.map { "\(path): \($0)" }) }
-        }
     }
 }
 

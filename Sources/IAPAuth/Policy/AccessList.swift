@@ -17,7 +17,7 @@ public struct AccessList: Sendable, Equatable {
         case emailDomain(String)
         case group(String)
 
-        var isGroup: Bool {
+        public var isGroup: Bool {
             if case .group = self { return true }
             return false
         }

@@ -35,6 +35,26 @@ public struct IdentityHeaders: Sendable, Equatable {
 
     public static let defaultPreset = "oauth2-proxy"
 
+    /// Why a custom header cannot be used, or nil: the name must be a token, and the template
+    /// printable text whose `{...}` are all known placeholders.
+    public static func problem(name: String, template: String) -> String? {
+        let tokenExtras = Array("!#$%&'*+-.^_`|~".utf8)
+        guard !name.isEmpty, name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || tokenExtras.contains($0) }) else {
+            return "not a valid header name"
+        }
+        guard template.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) else { return "the template has control characters" }
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{") {
+            guard let close = rest[open...].firstIndex(of: "}") else { return "unclosed { in the template" }
+            let placeholder = rest[open...close]
+            guard ["{email}", "{user}", "{sub}", "{hd}"].contains(placeholder) else {
+                return "unknown placeholder \(placeholder) (use {email}, {user}, {sub} or {hd})"
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return nil
+    }
+
     /// The header values for `identity`. Templates are split into parts once (`compiled`), so
     /// rendering is concatenation: no searching per request.
     public func render(_ identity: Identity) -> [(name: String, value: String)] {

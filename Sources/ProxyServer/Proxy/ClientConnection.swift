@@ -237,7 +237,11 @@ final class ClientConnection: LoopHandler {
             exchange?.admitted(identity, route: route, reason: reason, headers: headers, target: target)
             beginUpstream(head)
         case .respondLocally(let body, _):
-            respondLocally(head, body: body)
+            respondLocally(head, body: body, contentType: "text/plain; charset=utf-8", reason: "local-response")
+        case .whoami(let identity, let route, let reason):
+            exchange?.admitted(identity, route: route, reason: reason, headers: [], target: nil)
+            respondLocally(head, body: Self.whoami(identity, route: route, reason: reason), contentType: "application/json",
+                           reason: "whoami")
         case .deny(let status, let reason, _):
             deny(head, status: status, reason: reason)
         case .waitForKeys:
@@ -261,17 +265,17 @@ final class ClientConnection: LoopHandler {
         refuse(status: status, decision: status == 400 ? "error" : "deny", reason: reason, close: close)
     }
 
-    /// A route that answers itself (a load balancer's health check): 200, never the app.
-    private func respondLocally(_ head: RequestHead, body: String) {
+    /// Answered by iap-proxy itself (a load balancer's health check, whoami): 200, never the app.
+    private func respondLocally(_ head: RequestHead, body: String, contentType: String, reason: String) {
         guard let exchange else { return }
         let close = head.framing != .none || !head.keepAlive || sawEOF || worker.draining
-        var response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        var response = "HTTP/1.1 200 OK\r\nContent-Type: \(contentType)\r\n"
         response += "Content-Length: \(body.utf8.count)\r\nCache-Control: no-store\r\n"
         if close { response += "Connection: close\r\n" }
         outbound.append(Array((response + "\r\n" + body).utf8))
         exchange.record.value.status = 200
         exchange.record.value.decision = "allow"
-        exchange.record.value.reason = "local-response"
+        exchange.record.value.reason = reason
         exchange.record.value.bytes = body.utf8.count
         finish(exchange, keepAlive: !close)
     }
@@ -287,6 +291,22 @@ final class ClientConnection: LoopHandler {
         exchange.record.value.reason = reason
         exchange.record.value.bytes = body
         finish(exchange, keepAlive: !closing)
+    }
+
+    /// What the whoami path answers: the verified claims and what the policy made of them.
+    static func whoami(_ identity: Identity, route: Route, reason: String) -> String {
+        let answer = JSONValue.object(JSONObject([
+            .init(name: "email", value: .string(identity.email)),
+            .init(name: "sub", value: .string(identity.subject)),
+            .init(name: "hd", value: identity.hostedDomain.map(JSONValue.string) ?? .null),
+            .init(name: "access_levels", value: .array(identity.accessLevels.map(JSONValue.string))),
+            .init(name: "route", value: .string(route.name)),
+            .init(name: "decision", value: .string(Policy.decide(route, identity).isAllowed ? "allow" : "deny")),
+            .init(name: "reason", value: .string(reason)),
+            .init(name: "report_only", value: .bool(route.reportOnly)),
+            .init(name: "claims", value: .object(identity.claims)),
+        ]))
+        return answer.serialized() + "\n"
     }
 
     // MARK: Finishing

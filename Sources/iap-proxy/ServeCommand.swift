@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import IAPAuth
 import ProxyServer
 
@@ -50,35 +51,26 @@ struct ServeCommand: ParsableCommand {
             throw configurationError("cannot listen: \(error)")
         }
         refresher?.start()
+        let reloader = PolicyReloader(resolved, shared: shared)
+        let watcher = FileWatcher(files: resolved.policy.files) { reloader.reload(trigger: "file-change") }
+        watcher.start()
         server.run {
-            Self.reload(resolved, shared: shared)
+            _ = reloader.reload(trigger: "sighup")
+            Self.reloadKeyFile(resolved, shared: shared)
         }
+        watcher.stop()
         refresher?.stop()
     }
 
-    /// SIGHUP: re-read the allowlist (and a key file). A broken file keeps what was loaded.
-    static func reload(_ resolved: ServeOptions.Resolved, shared: SharedState) {
-        switch PolicyLoader.load(
-            configPath: resolved.configPath, allowlistPath: resolved.allowlistPath,
-            defaultHeaders: resolved.config.identityHeaders)
-        {
-        case .success(let policy):
-            shared.replacePolicy(policy.policy)
-            EventLog.event("policy-reloaded", [
-                ("routes", "\(policy.policy.routes.count)"), ("entries", "\(policy.policy.entryCount)"),
-                ("checksum", policy.checksum),
-            ])
-        case .failure(let error):
-            EventLog.event("policy-reload-failed", [("problems", error.description)])
-        }
-        if case .file(let path, _) = resolved.keySource {
-            do {
-                let set = try KeyFile.load(path)
-                shared.keys.publish(set, at: wallClockSeconds())
-                EventLog.event("keys-reloaded", [("source", path), ("kids", set.keyIDs.joined(separator: ","))])
-            } catch {
-                EventLog.event("keys-reload-failed", [("source", path), ("problem", error.reason)])
-            }
+    /// SIGHUP also re-reads a `--jwks-file` (a ConfigMap-mounted key set).
+    static func reloadKeyFile(_ resolved: ServeOptions.Resolved, shared: SharedState) {
+        guard case .file(let path, _) = resolved.keySource else { return }
+        do {
+            let set = try KeyFile.load(path)
+            shared.keys.publish(set, at: wallClockSeconds())
+            EventLog.event("keys-reloaded", [("source", path), ("kids", set.keyIDs.joined(separator: ","))])
+        } catch {
+            EventLog.event("keys-reload-failed", [("source", path), ("problem", error.reason)])
         }
     }
 
@@ -148,5 +140,46 @@ struct EchoCommand: ParsableCommand {
         }
         EventLog.event("echo-serving", [("listen", "\(listen.split(separator: ":").dropLast().joined(separator: ":")):\(server.port)")])
         server.run()
+    }
+}
+
+/// Re-reads the policy from where it came from, installs it only if it is valid as a whole, and
+/// logs what changed; a broken or missing file keeps the last good policy (and is logged with its
+/// file and line). Runs on the watcher thread or the signal thread, one at a time.
+final class PolicyReloader: Sendable {
+    private let resolved: ServeOptions.Resolved
+    private let shared: SharedState
+    private let lastEntries: Mutex<Set<String>>
+
+    init(_ resolved: ServeOptions.Resolved, shared: SharedState) {
+        self.resolved = resolved
+        self.shared = shared
+        lastEntries = Mutex(resolved.policy.entries)
+    }
+
+    /// The files to watch after this reload, or nil when it failed (keep watching the same ones).
+    func reload(trigger: String) -> [String]? {
+        lastEntries.withLock { last in
+            switch PolicyLoader.load(
+                configPath: resolved.configPath, allowlistPath: resolved.allowlistPath,
+                defaultHeaders: resolved.config.identityHeaders)
+            {
+            case .success(let loaded):
+                shared.replacePolicy(loaded.policy)
+                EventLog.event("policy-reloaded", [
+                    ("trigger", trigger), ("routes", "\(loaded.policy.routes.count)"),
+                    ("entries", "\(loaded.policy.entryCount)"), ("added", "\(loaded.entries.subtracting(last).count)"),
+                    ("removed", "\(last.subtracting(loaded.entries).count)"), ("checksum", loaded.checksum),
+                ])
+                last = loaded.entries
+                return loaded.files
+            case .failure(let error):
+                EventLog.event("policy-reload-failed", [
+                    ("trigger", trigger), ("problems", error.problems.joined(separator: "; ")),
+                    ("kept", "the previous policy"),
+                ])
+                return nil
+            }
+        }
     }
 }

@@ -65,18 +65,24 @@ struct ConfigFile {
 
     /// Reads and checks the file's shape (values are checked where they are used).
     static func load(_ path: String) -> Result<ConfigFile, ConfigurationError> {
+        let (config, problems) = read(path)
+        guard let config, problems.isEmpty else { return .failure(ConfigurationError(problems)) }
+        return .success(config)
+    }
+
+    /// The file as far as it could be read, and every problem with its shape; nil only when it is
+    /// unreadable or not YAML (so `check-config` can still check the values it did read).
+    static func read(_ path: String) -> (ConfigFile?, [String]) {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            return .failure(ConfigurationError(["cannot read config file \(path)"]))
+            return (nil, ["cannot read config file \(path)"])
         }
-        guard !text.isEmpty else { return .failure(ConfigurationError(["\(path): the file is empty"])) }
+        guard !text.isEmpty else { return (nil, ["\(path): the file is empty"]) }
         let root: Node
         do {
-            guard let node = try Yams.compose(yaml: text) else {
-                return .failure(ConfigurationError(["\(path): the file holds no YAML document"]))
-            }
+            guard let node = try Yams.compose(yaml: text) else { return (nil, ["\(path): the file holds no YAML document"]) }
             root = node
         } catch {
-            return .failure(ConfigurationError(["\(path): not valid YAML: \(error)"]))
+            return (nil, ["\(path): not valid YAML: \(error)"])
         }
         let reader = Reader(file: path)
         var config = ConfigFile(path: path)
@@ -120,7 +126,7 @@ struct ConfigFile {
             default: break
             }
         }
-        return reader.problems.isEmpty ? .success(config) : .failure(ConfigurationError(reader.problems))
+        return (config, reader.problems)
     }
 
     /// A typed walk over Yams nodes that records problems instead of stopping at the first.

@@ -62,10 +62,9 @@ struct ServeOptions: ParsableArguments {
         let configPath = config ?? environment["IAP_PROXY_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         var file: ConfigFile?
         if let configPath {
-            switch ConfigFile.load(configPath) {
-            case .success(let loaded): file = loaded
-            case .failure(let error): problems += error.problems
-            }
+            let (loaded, shapeProblems) = ConfigFile.read(configPath)
+            file = loaded
+            problems += shapeProblems
         }
         func value(_ flag: String?, _ name: String, _ fromFile: String? = nil) -> String? {
             flag ?? environment["IAP_PROXY_" + name].flatMap { $0.isEmpty ? nil : $0 } ?? fromFile
@@ -147,8 +146,10 @@ struct ServeOptions: ParsableArguments {
 
         // Keys: a file (read now) or a URL (fetched in the background).
         var keySource: KeySource?
-        let keyFile = value(jwksFile, "JWKS_FILE", file?.keysFile)
-        let url = value(jwksURL, "JWKS_URL", file?.keysURL)
+        // The key source is chosen as a whole: a flag or variable naming one replaces the file's.
+        let overridden = value(jwksFile, "JWKS_FILE") != nil || value(jwksURL, "JWKS_URL") != nil
+        let keyFile = overridden ? value(jwksFile, "JWKS_FILE") : file?.keysFile
+        let url = overridden ? value(jwksURL, "JWKS_URL") : file?.keysURL
         if let keyFile, url != nil {
             problems.append("give --jwks-file or --jwks-url, not both (\(keyFile))")
         } else if let keyFile {
@@ -166,7 +167,7 @@ struct ServeOptions: ParsableArguments {
         // A policy is required: admitting every verified Google account is never the default.
         var policy: PolicyLoader.Loaded?
         let allowlistPath = value(self.allowlist, "ALLOWLIST")
-        if let identityHeaders, problems.isEmpty || file != nil || configPath == nil {
+        if let identityHeaders {
             switch PolicyLoader.build(
                 config: file, configPath: configPath, allowlistPath: allowlistPath, defaultHeaders: identityHeaders)
             {

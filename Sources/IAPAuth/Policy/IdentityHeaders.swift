@@ -21,15 +21,22 @@ public struct IdentityHeaders: Sendable, Equatable {
 
     public static func == (lhs: IdentityHeaders, rhs: IdentityHeaders) -> Bool { lhs.headers == rhs.headers }
 
-    /// The built-in presets, by name.
+    /// The built-in presets, by name. Values are the full email wherever an app keys accounts by
+    /// the header: the local part alone would make alice@a.example and alice@b.example one user.
     public static let presets: [String: IdentityHeaders] = [
+        // What oauth2-proxy's pass-user-headers / set-xauthrequest modes send.
         "oauth2-proxy": IdentityHeaders([
-            Header(name: "X-Forwarded-Email", template: "{email}"), Header(name: "X-Forwarded-User", template: "{user}"),
+            Header(name: "X-Forwarded-Email", template: "{email}"), Header(name: "X-Forwarded-User", template: "{email}"),
+            Header(name: "X-Auth-Request-Email", template: "{email}"),
         ]),
+        // JupyterHub header authenticators (jhub-remote-user-authenticator and the like).
         "jupyterhub": IdentityHeaders([Header(name: "Remote-User", template: "{email}")]),
+        // Grafana [auth.proxy]: header_name = X-WEBAUTH-USER, headers = Email:X-WEBAUTH-EMAIL Name:X-WEBAUTH-NAME.
         "grafana": IdentityHeaders([
             Header(name: "X-WEBAUTH-USER", template: "{email}"), Header(name: "X-WEBAUTH-EMAIL", template: "{email}"),
+            Header(name: "X-WEBAUTH-NAME", template: "{user}"),
         ]),
+        // Kubeflow's central dashboard and profiles (USERID_HEADER kubeflow-userid, no prefix).
         "kubeflow": IdentityHeaders([Header(name: "kubeflow-userid", template: "{email}")]),
     ]
 

@@ -10,7 +10,7 @@ struct IAPProxy: ParsableCommand {
         abstract: "An identity-aware reverse proxy that verifies Google IAP assertions.",
         subcommands: [
             ServeCommand.self, CheckConfigCommand.self, VerifyCommand.self, KeygenCommand.self, MintCommand.self,
-            EchoCommand.self,
+            EchoCommand.self, ProbeCommand.self,
         ]
     )
 

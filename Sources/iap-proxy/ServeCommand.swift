@@ -183,3 +183,26 @@ final class PolicyReloader: Sendable {
         }
     }
 }
+
+/// `iap-proxy probe`: exit 0 when a health endpoint answers 200 (for container HEALTHCHECKs
+/// and exec probes, where no curl is installed).
+struct ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Exit 0 if GET http://ADDRESS/PATH answers 200 within the timeout, 1 otherwise."
+    )
+
+    @Option(help: "HOST:PORT of the admin listener.") var address = "127.0.0.1:9090"
+    @Option(help: "Path to ask.") var path = "/healthz"
+    @Option(help: "Timeout in milliseconds.") var timeout = 2000
+
+    func run() throws {
+        let target: SocketAddress
+        do {
+            target = try SocketAddress.resolve(address)
+        } catch {
+            throw configurationError("probe: \(error)")
+        }
+        guard Probe.get(target, path: path, timeoutMilliseconds: timeout) else { throw ExitCode(1) }
+    }
+}

@@ -2,10 +2,10 @@
 # Every target first installs missing Debian/Ubuntu packages (and says so when it does).
 
 SWIFT ?= swift
-SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config
+SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config curl python3-venv
 DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
-.PHONY: deps build test test-unit test-tsan fuzz fuzz-ci demo bench bench-verify clean
+.PHONY: deps build test test-unit test-integration test-tsan fuzz fuzz-ci demo bench bench-verify clean
 
 deps:
 	@$(DEPS)
@@ -14,13 +14,19 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product iap-proxy
 
-## The full suite: unit, vector and subprocess tests, the concurrency tests under TSan, and a
-## short run of each libFuzzer target.
-test: test-unit test-tsan fuzz-ci
+## The full suite: unit, vector and subprocess tests, the real-socket integration suite (curl,
+## http.client, websockets against serve), the concurrency tests under TSan, and a short run of
+## each libFuzzer target.
+test: test-unit test-integration test-tsan fuzz-ci
 
 test-unit: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## Python venv in .venv (kept between runs), then pytest against .build/debug/iap-proxy.
+test-integration: deps
+	$(SWIFT) build --product iap-proxy
+	Tests/Integration/run.sh
 
 ## Shared OpenSSL keys, the key store and the refresher under ThreadSanitizer.
 test-tsan: deps

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The `iap-proxy` command line. Exit codes: 0 success, 1 a rejected token (or a failed run),
 /// 2 usage or configuration errors (argument-parser's own 64 is mapped to 2).
@@ -26,14 +27,15 @@ struct IAPProxy: ParsableCommand {
     static func exitMapped(_ error: Error) -> Never {
         if let failure = error as? ConfigurationFailure {
             printError("error: \(failure.message)")
-            Foundation.exit(2)
+            Glibc.exit(2)
         }
         let code = exitCode(for: error)
         let message = fullMessage(for: error)
         if !message.isEmpty {
-            FileHandle.standardError.write(Data((message + "\n").utf8))
+            // Help and version requests exit 0: those go to stdout, failures to stderr.
+            if code == .success { print(message) } else { printError(message) }
         }
-        Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+        Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
     }
 }
 
@@ -45,5 +47,11 @@ struct ConfigurationFailure: Error {
 func configurationError(_ message: String) -> ConfigurationFailure { ConfigurationFailure(message: message) }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    let line = Array((message + "\n").utf8)
+    var offset = 0
+    while offset < line.count {
+        let written = line[offset...].withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        if written <= 0 { return }
+        offset += written
+    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import IAPAuth
 
 /// `iap-proxy keygen --out DIR [--kid KID]`: a P-256 key pair for local development and tests.
@@ -38,9 +39,10 @@ struct KeygenCommand: ParsableCommand {
         // Create the private key file 0600 from the start (never world-readable, even briefly).
         let descriptor = open(privatePath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw configurationError("cannot write \(privatePath): \(String(cString: strerror(errno)))") }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        try handle.write(contentsOf: Data(key.pkcs8PEM().utf8))
-        try handle.close()
+        let pem = Array(key.pkcs8PEM().utf8)
+        let written = pem.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        close(descriptor)
+        guard written == pem.count else { throw configurationError("cannot write \(privatePath)") }
         chmod(privatePath, 0o600)
         let jwks = JSONValue.object(JSONObject([.init(name: "keys", value: .array([key.publicJWK(kid: kid)]))]))
         try Data((jwks.serialized() + "\n").utf8).write(to: URL(fileURLWithPath: jwksPath), options: .atomic)

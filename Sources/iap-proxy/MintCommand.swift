@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import IAPAuth
 
 /// `iap-proxy mint`: an ES256 assertion shaped like IAP's, for local development and tests. It

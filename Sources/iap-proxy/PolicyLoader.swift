@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import IAPAuth
 
 /// Builds the policy: the config file's routes, or one catch-all route for `--allowlist`. It reads

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import HTTP1
 import IAPAuth
 import ProxyServer
@@ -167,9 +168,12 @@ struct ServeOptions: ParsableArguments {
         // A policy is required: admitting every verified Google account is never the default.
         var policy: PolicyLoader.Loaded?
         let allowlistPath = value(self.allowlist, "ALLOWLIST")
-        if let identityHeaders {
+        // Checked even when other settings are wrong (an unknown preset falls back to the
+        // default here), so check-config reports every problem in one run.
+        let policyHeaders = identityHeaders ?? IdentityHeaders.presets[IdentityHeaders.defaultPreset]!
+        do {
             switch PolicyLoader.build(
-                config: file, configPath: configPath, allowlistPath: allowlistPath, defaultHeaders: identityHeaders)
+                config: file, configPath: configPath, allowlistPath: allowlistPath, defaultHeaders: policyHeaders)
             {
             case .success(let loaded): policy = loaded
             case .failure(let error): problems += error.problems

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import IAPAuth
 
 /// `iap-proxy verify`: the proxy's verifier as a command, for scripts and troubleshooting.
@@ -102,8 +103,14 @@ struct VerifyCommand: ParsableCommand {
 
     private func readToken() throws -> String {
         guard token == "-" else { return token }
-        let data = FileHandle.standardInput.readDataToEndOfFile()
-        var text = String(decoding: data, as: UTF8.self)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count <= 1 << 20 {
+            let count = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            bytes += chunk.prefix(count)
+        }
+        var text = String(decoding: bytes, as: UTF8.self)
         // `echo "$TOKEN" |` adds a newline; strip exactly that, nothing else.
         if text.hasSuffix("\n") { text.removeLast() }
         if text.hasSuffix("\r") { text.removeLast() }

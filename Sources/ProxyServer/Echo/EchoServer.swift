@@ -156,7 +156,7 @@ private final class EchoConnection: LoopHandler {
         json += #"],"body_bytes":\#(bodyBytes),"body_sha256":"# + quoted(digest?.joined() ?? "") + "}\n"
         state = .head
         request = nil
-        reply(status: 200, json: json, keepAlive: head.keepAlive)
+        reply(status: 200, json: json, keepAlive: head.keepAlive, bodyless: head.isHeadMethod)
     }
 
     private func quoted(_ text: String) -> String {
@@ -165,11 +165,12 @@ private final class EchoConnection: LoopHandler {
         return "\"" + String(decoding: bytes, as: UTF8.self) + "\""
     }
 
-    private func reply(status: Int, json: String, keepAlive: Bool) {
+    /// A JSON answer; for HEAD the same head (with the body's length) and no body.
+    private func reply(status: Int, json: String, keepAlive: Bool, bodyless: Bool = false) {
         let head = "HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorPage.reasonPhrase(status))\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n"
             + (keepAlive ? "" : "Connection: close\r\n") + "\r\n"
-        outbound.append(Array((head + json).utf8))
+        outbound.append(Array((bodyless ? head : head + json).utf8))
         if !keepAlive { closeAfterWrite = true }
     }
 

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Synchronization
 
@@ -16,6 +17,8 @@ public final class FileWatcher: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Written by `stop` to wake the thread at once (its poll would otherwise sleep up to a second).
+    private let wakeFD = clinux_eventfd()
     private let onChange: @Sendable () -> [String]?
     private let thread = Mutex<pthread_t?>(nil)
     /// Seconds between looks when nothing signalled a change.
@@ -42,8 +45,12 @@ public final class FileWatcher: Sendable {
 
     public func stop() {
         state.withLock { $0.stopping = true }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
         if let handle = thread.withLock({ $0.take() }) { pthread_join(handle, nil) }
     }
+
+    deinit { close(wakeFD) }
 
     private var files: [String] { state.withLock { $0.files } }
 
@@ -66,14 +73,13 @@ public final class FileWatcher: Sendable {
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         while !state.withLock({ $0.stopping }) {
             // Sleep until an inotify event, a pending second look, or the next poll.
-            var descriptor = pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)
-            let timeout = candidate == nil ? pollInterval : 150
-            if inotify >= 0 {
-                _ = poll(&descriptor, 1, timeout)
-            } else {
-                usleep(UInt32(timeout) * 1000)
-            }
-            if inotify >= 0 && descriptor.revents & Int16(POLLIN) != 0 {
+            var descriptors = [
+                pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),  // ignored by poll when -1
+            ]
+            _ = poll(&descriptors, 2, candidate == nil ? pollInterval : 150)
+            if descriptors[0].revents != 0 { continue }  // stop() woke us: the loop condition ends it
+            if inotify >= 0 && descriptors[1].revents & Int16(POLLIN) != 0 {
                 let count = buffer.withUnsafeMutableBytes { Glibc.read(inotify, $0.baseAddress, $0.count) }
                 noteWriters(buffer, count: count, openForWriting: &openForWriting)
                 candidate = candidate ?? loaded  // look again shortly, even if the content seems unchanged

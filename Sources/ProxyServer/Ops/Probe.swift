@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// A blocking one-shot `GET` for health checks (`iap-proxy probe`, the container's HEALTHCHECK):

@@ -38,7 +38,8 @@ extension ClientConnection {
             return failExchange(status: 500, reason: "header-rewrite-failed")
         }
         exchange.sentAt = worker.loop.now
-        noteProgress()
+        deadline = worker.loop.now + config.timeouts.client
+        noteUpstreamProgress()
         pumpRequestBody()
     }
 
@@ -56,6 +57,7 @@ extension ClientConnection {
                 inbound.consume(count)
                 exchange.requestBody = .length(body)
                 exchange.requestComplete = body.isFinished
+                if body.isFinished { noteUpstreamProgress() }
             case .chunked(var decoder):
                 let result = decoder.decode(inbound.readable) { data in Chunked.append(data, to: upstream.outbound) }
                 exchange.requestBody = .chunked(decoder)
@@ -65,6 +67,7 @@ extension ClientConnection {
                     if progress.finished {
                         Chunked.appendLast(to: upstream.outbound)
                         exchange.requestComplete = true
+                        noteUpstreamProgress()  // the response timeout runs from the end of the request
                     }
                     if progress.consumed == 0 { break pumping }
                 case .failure(let error):
@@ -87,7 +90,7 @@ extension ClientConnection {
     /// Writes what the upstream takes; a failure there ends the exchange.
     private func flush(_ upstream: UpstreamConnection) {
         do {
-            if try upstream.flush() > 0 { noteProgress() }
+            if try upstream.flush() > 0 { noteUpstreamProgress() }
         } catch {
             return upstreamFailed(upstream, error)
         }
@@ -113,7 +116,7 @@ extension ClientConnection {
             } catch {
                 return upstreamFailed(upstream, error)
             }
-            noteProgress()
+            noteUpstreamProgress()
             pumpResponse()
         }
         updateInterest()
@@ -179,6 +182,10 @@ extension ClientConnection {
                     if head.isInformational { continue }  // 100 and 103 are ours to drop
                     startResponse(head, to: request)
                 }
+            case .body(.none, _):
+                // 204, 304, HEAD, Content-Length: 0: complete with the head, whatever else is buffered.
+                completeResponse()
+                return
             case .body(let body, let clientFraming):
                 if outbound.count >= config.limits.writeHighWater {
                     upstream.readPaused = true  // resumed by flushClient once the client drains
@@ -197,8 +204,7 @@ extension ClientConnection {
                 }
                 switch body {
                 case .none:
-                    completeResponse()
-                    return
+                    return  // handled above
                 case .length(var length):
                     let count = length.consume(available: upstream.inbound.count)
                     forward(UnsafeRawBufferPointer(rebasing: upstream.inbound.readable.prefix(count)), clientFraming)

@@ -14,7 +14,7 @@ extension ClientConnection {
         exchange.response = .complete
         tunnelUpstream = upstream
         state = .tunnel
-        noteProgress()
+        noteClientProgress()
         pumpTunnel()
     }
 
@@ -26,7 +26,7 @@ extension ClientConnection {
                 return abort("upstream-reset")
             }
         }
-        noteProgress()
+        noteUpstreamProgress()
         pumpTunnel()
         updateInterest()
     }

@@ -31,8 +31,12 @@ final class ClientConnection: LoopHandler {
     let inbound = ByteBuffer()
     let outbound = ByteBuffer()
     var state = State.readingHead
-    /// When the current phase times out (monotonic ms).
+    /// When waiting on the client times out (monotonic ms): its head, its idle keep-alive, its
+    /// request body, its reading of our response, the tunnel's idle time.
     var deadline: Int64
+    /// When waiting on the upstream times out during an exchange: connecting, answering, taking
+    /// the request body. Only checked while we are actually waiting on it.
+    var upstreamDeadline = Int64.max
     var exchange: Exchange?
     var requestsServed = 0
     /// The client closed its side (read returned 0).
@@ -91,7 +95,7 @@ final class ClientConnection: LoopHandler {
             case .done(0): sawEOF = true
             case .done(let count):
                 inbound.commit(count)
-                noteProgress()
+                noteClientProgress()
             }
             return true
         } catch {
@@ -107,7 +111,7 @@ final class ClientConnection: LoopHandler {
             while !outbound.isEmpty {
                 guard case .done(let count) = try Socket.write(fd, outbound.readable) else { break }
                 outbound.consume(count)
-                noteProgress()
+                noteClientProgress()
             }
             outbound.releaseIfEmpty()
             // Room again: let the upstream's response flow.
@@ -150,21 +154,29 @@ final class ClientConnection: LoopHandler {
 
     // MARK: Timeouts
 
-    /// Any bytes moved push the deadline of the current phase out again.
-    func noteProgress() {
-        let timeouts = config.timeouts
-        let now = worker.loop.now
+    /// Bytes moved to or from the client push its deadline out (a head must still be complete
+    /// within `head`, however slowly it trickles).
+    func noteClientProgress() {
         switch state {
-        case .readingHead: break  // a head must be complete within `head`, however slowly it trickles
+        case .exchanging: deadline = worker.loop.now + config.timeouts.client
+        case .tunnel: deadline = worker.loop.now + config.timeouts.tunnelIdle
+        case .readingHead, .closing, .awaitingKeys, .closed: break
+        }
+    }
+
+    /// Bytes moved to or from the upstream push its deadline out.
+    func noteUpstreamProgress() {
+        switch state {
         case .exchanging:
-            let waiting = exchange?.upstream?.connecting == true ? timeouts.upstreamConnect : timeouts.upstreamResponse
-            deadline = now + max(waiting, exchange?.requestComplete == false ? timeouts.client : 0)
-        case .tunnel: deadline = now + timeouts.tunnelIdle
-        case .closing, .awaitingKeys, .closed: break
+            let connecting = exchange?.upstream?.connecting == true
+            upstreamDeadline = worker.loop.now + (connecting ? config.timeouts.upstreamConnect : config.timeouts.upstreamResponse)
+        case .tunnel: deadline = worker.loop.now + config.timeouts.tunnelIdle
+        case .readingHead, .closing, .awaitingKeys, .closed: break
         }
     }
 
     func sweep(now: Int64) {
+        if case .exchanging = state { return sweepExchange(now: now) }
         guard now >= deadline else { return }
         switch state {
         case .readingHead:
@@ -175,20 +187,30 @@ final class ClientConnection: LoopHandler {
             }
         case .awaitingKeys(let head):
             deny(head, status: 401, reason: RejectionReason.unknownKid.rawValue)
-        case .exchanging:
-            guard let exchange else { return close() }
-            if exchange.responseStarted {
-                abort(exchange.requestComplete ? "upstream-timeout" : "client-timeout")
-            } else if !exchange.requestComplete && exchange.upstream?.connecting != true {
-                failExchange(status: 408, reason: "client-body-timeout")
-            } else if exchange.upstream?.connecting == true {
-                failExchange(status: 502, reason: "upstream-connect-timeout")
-            } else {
-                failExchange(status: 504, reason: "upstream-timeout")
-            }
+        case .exchanging: break  // sweepExchange
         case .tunnel: closeTunnel()
         case .closing: abort("client-timeout")
         case .closed: break
+        }
+    }
+
+    /// Each side's timeout counts only while we wait on that side: a client paused by upstream
+    /// backpressure is not slow, nor is an upstream we stopped reading for a slow client.
+    private func sweepExchange(now: Int64) {
+        guard let exchange else { return close() }
+        let upstream = exchange.upstream
+        let waitingOnClient = (!exchange.requestComplete && !readPaused && upstream?.connecting != true) || !outbound.isEmpty
+        if waitingOnClient && now >= deadline {
+            if exchange.responseStarted { return abort("client-timeout") }
+            return failExchange(status: 408, reason: "client-timeout")
+        }
+        guard let upstream else { return }
+        let answering = (exchange.requestComplete || exchange.responseStarted) && !upstream.readPaused
+        let waitingOnUpstream = upstream.connecting || !upstream.outbound.isEmpty || answering
+        if waitingOnUpstream && now >= upstreamDeadline {
+            if upstream.connecting { return failExchange(status: 502, reason: "upstream-connect-timeout") }
+            if exchange.responseStarted { return abort("upstream-timeout") }
+            return failExchange(status: 504, reason: "upstream-timeout")
         }
     }
 

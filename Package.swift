@@ -9,6 +9,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // libcrypto only: a JWT verifier needs no libssl (STYLE.md §2.2).
@@ -17,7 +19,14 @@ let package = Package(
         .target(name: "IAPAuth", dependencies: ["COpenSSL", "CCurl"]),
         .target(name: "HTTP1"),
         .target(name: "CLinux", cSettings: [.define("_GNU_SOURCE")]),
-        .target(name: "ProxyServer", dependencies: ["CLinux", "HTTP1", "IAPAuth"]),
+        .target(
+            name: "ProxyServer",
+            dependencies: [
+                "CLinux", "HTTP1", "IAPAuth",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "iap-proxy",
             dependencies: [

@@ -11,11 +11,13 @@ public final class SharedState: Sendable {
     private let policySnapshot = Mutex<Policy?>(nil)
     let accessLog = AccessLog()
     let liveConnections = Atomic<Int>(0)
+    public let metrics: Metrics
 
-    public init(config: ServerConfig, keys: KeyStore, refresher: KeyRefresher?) {
+    public init(config: ServerConfig, keys: KeyStore, refresher: KeyRefresher?, metrics: Metrics = Metrics()) {
         self.config = config
         self.keys = keys
         self.refresher = refresher
+        self.metrics = metrics
     }
 
     /// The routes and access lists in force; nil until the first policy loads.

@@ -1,6 +1,7 @@
 import Glibc
 import HTTP1
 import IAPAuth
+import Prometheus
 
 /// One event-loop thread and everything it owns: its listener (SO_REUSEPORT), its connections,
 /// its upstream pool, its verifier and token cache. Nothing here is touched by another thread;
@@ -20,6 +21,8 @@ final class Worker {
     private(set) var draining = false
     private var logBuffer: [UInt8] = []
     private var logClock = LogClock()
+    /// Counter handles by label combination: a request costs a dictionary lookup, not a registry one.
+    private var requestCounters: [RequestLabels: Counter] = [:]
     private var loggedAudiences: [String: Int64] = [:]
     private var headScratch: [UInt8] = []
     private var requestCounter: UInt64 = 0
@@ -120,6 +123,7 @@ final class Worker {
         adminListener?.close()
         adminListener = nil
         for upstream in pool { upstream.close() }
+        shared.metrics.pooledUpstreams.subtract(pool.count, ordering: .relaxed)
         pool.removeAll()
         flushLog()
         loop.stop()
@@ -135,7 +139,7 @@ final class Worker {
         case respondLocally(String, route: Route)
         /// The whoami path: answer the caller's verified identity and what admitted it.
         case whoami(Identity, route: Route, reason: String)
-        case deny(status: Int, reason: String, detail: String)
+        case deny(status: Int, reason: String, detail: String, route: Route? = nil)
         case waitForKeys
     }
 
@@ -153,7 +157,7 @@ final class Worker {
             return .deny(status: 403, reason: "no-route", detail: path.path)
         }
         if path.hasEncodedSlash && !route.allowEncodedSlashes {
-            return .deny(status: 400, reason: "path-encoded-slash", detail: path.path)
+            return .deny(status: 400, reason: "path-encoded-slash", detail: path.path, route: route)
         }
         if let body = route.localResponse { return .respondLocally(body, route: route) }
         let target = path.path == "*" ? nil : path.target
@@ -162,19 +166,21 @@ final class Worker {
         }
         var token: ArraySlice<UInt8>?
         for field in head.fields where head.nameEquals(field, "x-goog-iap-jwt-assertion") {
-            guard token == nil else { return .deny(status: 401, reason: RejectionReason.duplicateAssertion.rawValue, detail: "") }
+            guard token == nil else { return .deny(status: 401, reason: RejectionReason.duplicateAssertion.rawValue, detail: "", route: route) }
             token = head.value(of: field)
         }
-        guard let token else { return .deny(status: 401, reason: RejectionReason.missingAssertion.rawValue, detail: "") }
+        guard let token else { return .deny(status: 401, reason: RejectionReason.missingAssertion.rawValue, detail: "", route: route) }
         guard let keys = shared.keys.current else {
-            return .deny(status: 503, reason: RejectionReason.keysUnavailable.rawValue, detail: "")
+            return .deny(status: 503, reason: RejectionReason.keysUnavailable.rawValue, detail: "", route: route)
         }
         let now = wallClockSeconds()
         let identity: Identity
         var headers: [ExtraField]
         if let cached = tokenCache.lookup(token, now: now, generation: keys.generation, headers: route.identityHeaders) {
             (identity, headers) = cached
+            shared.metrics.tokenCacheHits.increment()
         } else {
+            shared.metrics.tokenCacheMisses.increment()
             switch token.withUnsafeBytes({ verifier.verify($0, keys: keys, now: now) }) {
             case .success(let verified):
                 identity = verified
@@ -190,12 +196,12 @@ final class Worker {
                 if rejection.reason == .wrongAudience { learnAudience(rejection.detail) }
                 return .deny(
                     status: rejection.reason == .keysUnavailable ? 503 : 401, reason: rejection.reason.rawValue,
-                    detail: rejection.detail)
+                    detail: rejection.detail, route: route)
             }
         }
         let decision = Policy.decide(route, identity)
         if !decision.isAllowed && !route.reportOnly {
-            return .deny(status: 403, reason: decision.reason, detail: identity.email)
+            return .deny(status: 403, reason: decision.reason, detail: identity.email, route: route)
         }
         // Only to callers the route admits: it shows their own claims and the rule that let them in.
         if let whoami = shared.config.whoamiPath, path.path == whoami {
@@ -303,6 +309,7 @@ final class Worker {
     /// A pooled connection, most recently used first (its peer is least likely to have closed it).
     func takePooled() -> UpstreamConnection? {
         while let connection = pool.popLast() {
+            shared.metrics.pooledUpstreams.subtract(1, ordering: .relaxed)
             if connection.isReusable { return connection }
             connection.close()
         }
@@ -313,10 +320,13 @@ final class Worker {
         guard !draining, pool.count < shared.config.limits.upstreamPoolSize else { return connection.close() }
         connection.park(now: loop.now)
         pool.append(connection)
+        shared.metrics.pooledUpstreams.add(1, ordering: .relaxed)
     }
 
     func removeFromPool(_ connection: UpstreamConnection) {
+        let before = pool.count
         pool.removeAll { $0 === connection }
+        shared.metrics.pooledUpstreams.subtract(before - pool.count, ordering: .relaxed)
     }
 
     // MARK: Request ids and the access log
@@ -326,10 +336,23 @@ final class Worker {
         return RequestID(prefix: requestPrefix, number: requestCounter)
     }
 
+    /// The end of an exchange: metrics, then the access log line.
     func log(_ exchange: Exchange, client: String, now: Int64) {
-        guard shared.config.accessLog else { return }
         var record = exchange.record.value
-        record.duration = now - exchange.startedAt
+        record.duration = monotonicMicroseconds() - exchange.startedAt
+        let status = record.status
+        let labels = RequestLabels(
+            decision: record.decision, reason: record.reason, statusClass: "\(status / 100)xx",
+            route: exchange.route?.name ?? "")
+        let counter = requestCounters[labels] ?? {
+            let counter = shared.metrics.requestCounter(labels)
+            if requestCounters.count < 10_000 { requestCounters[labels] = counter }
+            return counter
+        }()
+        counter.increment()
+        shared.metrics.requestDuration.record(.microseconds(record.duration))
+        if let upstream = record.upstreamTime { shared.metrics.upstreamDuration.record(.microseconds(upstream)) }
+        guard shared.config.accessLog else { return }
         let head = exchange.head
         record.appendJSON(
             requestID: exchange.requestID.string, client: client, method: head.map { $0.bytes[$0.method] } ?? [],

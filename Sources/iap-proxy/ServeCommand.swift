@@ -28,6 +28,7 @@ struct ServeCommand: ParsableCommand {
         case .failure(let error): throw configurationError(error.problems.joined(separator: "\nerror: "))
         }
         let keys = KeyStore()
+        let metrics = Metrics()
         var refresher: KeyRefresher?
         switch resolved.keySource {
         case .file(let path, let set):
@@ -37,10 +38,18 @@ struct ServeCommand: ParsableCommand {
         case .url(let url, let cacheFile):
             var settings = KeyRefresher.Settings(fetch: KeyFetcher.Settings(url: url))
             settings.cacheFile = cacheFile
-            refresher = try KeyRefresher(settings, store: keys, onEvent: Self.logKeyEvent)
+            refresher = try KeyRefresher(settings, store: keys) { event in
+                switch event {
+                case .fetched: metrics.keyFetched(success: true)
+                case .fetchFailed: metrics.keyFetched(success: false)
+                default: break
+                }
+                Self.logKeyEvent(event)
+            }
         }
-        let shared = SharedState(config: resolved.config, keys: keys, refresher: refresher)
+        let shared = SharedState(config: resolved.config, keys: keys, refresher: refresher, metrics: metrics)
         shared.replacePolicy(resolved.policy.policy)
+        metrics.policyLoaded(resolved.policy.policy, at: wallClockSeconds(), reload: false)
         EventLog.event("policy-loaded", [
             ("files", resolved.policy.files.joined(separator: ",")), ("routes", "\(resolved.policy.policy.routes.count)"),
             ("entries", "\(resolved.policy.policy.entryCount)"), ("checksum", resolved.policy.checksum),
@@ -167,6 +176,7 @@ final class PolicyReloader: Sendable {
             {
             case .success(let loaded):
                 shared.replacePolicy(loaded.policy)
+                shared.metrics.policyLoaded(loaded.policy, at: wallClockSeconds(), reload: true)
                 EventLog.event("policy-reloaded", [
                     ("trigger", trigger), ("routes", "\(loaded.policy.routes.count)"),
                     ("entries", "\(loaded.policy.entryCount)"), ("added", "\(loaded.entries.subtracting(last).count)"),
@@ -175,6 +185,7 @@ final class PolicyReloader: Sendable {
                 last = loaded.entries
                 return loaded.files
             case .failure(let error):
+                shared.metrics.policyReloadFailed()
                 EventLog.event("policy-reload-failed", [
                     ("trigger", trigger), ("problems", error.problems.joined(separator: "; ")),
                     ("kept", "the previous policy"),

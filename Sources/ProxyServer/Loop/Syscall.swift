@@ -38,6 +38,13 @@ func monotonicMilliseconds() -> Int64 {
     return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
 }
 
+/// Monotonic microseconds, for request durations (most requests take well under a millisecond).
+func monotonicMicroseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+}
+
 /// Wall-clock time for logs: seconds and microseconds since the epoch.
 func wallClockMicroseconds() -> Int64 {
     var now = timespec()

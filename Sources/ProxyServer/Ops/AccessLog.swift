@@ -30,8 +30,8 @@ struct AccessRecord {
     var time: Int64 = 0  // µs since the epoch, when the request head was complete
     var status = 0
     var bytes = 0  // response body bytes sent to the client
-    var duration: Int64 = 0  // ms
-    var upstreamTime: Int64?  // ms from sending the request upstream to its response head
+    var duration: Int64 = 0  // µs
+    var upstreamTime: Int64?  // µs from sending the request upstream to its response head
     var decision = "deny"  // allow | deny | error
     var reason = ""
     var email: String?
@@ -55,9 +55,9 @@ struct AccessRecord {
         line.append(contentsOf: #","bytes":"#.utf8)
         appendDecimal(Int64(bytes), to: &line)
         line.append(contentsOf: #","duration_ms":"#.utf8)
-        appendDecimal(duration, to: &line)
+        appendMilliseconds(duration, to: &line)
         line.append(contentsOf: #","upstream_ms":"#.utf8)
-        if let upstreamTime { appendDecimal(upstreamTime, to: &line) } else { line.append(contentsOf: "null".utf8) }
+        if let upstreamTime { appendMilliseconds(upstreamTime, to: &line) } else { line.append(contentsOf: "null".utf8) }
         line.append(contentsOf: #","decision":""#.utf8)
         line.append(contentsOf: decision.utf8)
         line.append(contentsOf: #"","reason":""#.utf8)
@@ -101,6 +101,16 @@ func appendDecimal(_ value: Int64, to line: inout [UInt8]) {
     }
     if value >= 10 { appendDecimal(value / 10, to: &line) }
     line.append(UInt8(ascii: "0") + UInt8(value % 10))
+}
+
+/// Microseconds as milliseconds with three decimals (`1.234`).
+func appendMilliseconds(_ microseconds: Int64, to line: inout [UInt8]) {
+    appendDecimal(microseconds / 1000, to: &line)
+    line.append(UInt8(ascii: "."))
+    let fraction = microseconds % 1000
+    line.append(UInt8(ascii: "0") + UInt8(fraction / 100))
+    line.append(UInt8(ascii: "0") + UInt8(fraction / 10 % 10))
+    line.append(UInt8(ascii: "0") + UInt8(fraction % 10))
 }
 
 /// RFC 3339 UTC timestamps with milliseconds; the date and time part is formatted once per second.

@@ -51,6 +51,9 @@ final class AdminConnection: LoopHandler {
         switch path {
         case "/healthz":
             respond(200, "ok\n")
+        case "/metrics":
+            let body = worker.shared.metrics.render(worker.shared, draining: worker.draining)
+            respond(200, String(decoding: body, as: UTF8.self), contentType: "text/plain; version=0.0.4; charset=utf-8")
         case "/readyz":
             var missing: [String] = []
             if worker.shared.keys.current == nil { missing.append("no key set loaded") }
@@ -62,10 +65,10 @@ final class AdminConnection: LoopHandler {
         }
     }
 
-    private func respond(_ status: Int, _ body: String) {
+    private func respond(_ status: Int, _ body: String, contentType: String = "text/plain; charset=utf-8") {
         answered = true
-        let head = "HTTP/1.1 \(status) \(ErrorPage.reasonPhrase(status) == "Error" ? "OK" : ErrorPage.reasonPhrase(status))\r\n"
-            + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n"
+        let head = "HTTP/1.1 \(status) \(ErrorPage.reasonPhrase(status))\r\n"
+            + "Content-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\n"
             + "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
         outbound.append(Array((head + body).utf8))
     }

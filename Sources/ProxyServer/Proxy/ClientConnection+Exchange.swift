@@ -24,6 +24,7 @@ extension ClientConnection {
             do {
                 upstream = try UpstreamConnection.connect(worker: worker)
             } catch {
+                worker.shared.metrics.upstreamConnectErrors.increment()
                 return failExchange(status: 502, reason: "upstream-connect-failed")
             }
         }
@@ -37,7 +38,7 @@ extension ClientConnection {
         else {
             return failExchange(status: 500, reason: "header-rewrite-failed")
         }
-        exchange.sentAt = worker.loop.now
+        exchange.sentAt = monotonicMicroseconds()
         deadline = worker.loop.now + config.timeouts.client
         noteUpstreamProgress()
         pumpRequestBody()
@@ -137,6 +138,10 @@ extension ClientConnection {
             connectUpstream(reusePooled: false)
             updateInterest()
             return
+        }
+        if error?.call.hasPrefix("connect") == true {
+            worker.shared.metrics.upstreamConnectErrors.increment()
+            return failExchange(status: 502, reason: "upstream-connect-failed")
         }
         failExchange(status: 502, reason: error == nil ? "upstream-closed" : "upstream-reset")
     }
@@ -273,7 +278,7 @@ extension ClientConnection {
         if config.addVia { extra.append(ExtraField("Via", "1.1 iap-proxy")) }
         worker.writeResponseHead(response, framing: clientFraming, extraFields: extra, keepUpgrade: false, to: outbound)
         exchange.record.value.status = response.status
-        exchange.record.value.upstreamTime = worker.loop.now - exchange.sentAt
+        exchange.record.value.upstreamTime = monotonicMicroseconds() - exchange.sentAt
         exchange.responseStarted = true
         exchange.response = .body(body, toClient: clientFraming)
     }

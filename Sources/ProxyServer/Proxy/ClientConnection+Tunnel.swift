@@ -9,11 +9,12 @@ extension ClientConnection {
         let extra = config.addVia ? [ExtraField("Via", "1.1 iap-proxy")] : []
         worker.writeResponseHead(response, framing: .none, extraFields: extra, keepUpgrade: true, to: outbound)
         exchange.record.value.status = 101
-        exchange.record.value.upstreamTime = worker.loop.now - exchange.sentAt
+        exchange.record.value.upstreamTime = monotonicMicroseconds() - exchange.sentAt
         exchange.responseStarted = true
         exchange.response = .complete
         tunnelUpstream = upstream
         state = .tunnel
+        worker.shared.metrics.tunnels.add(1, ordering: .relaxed)
         noteClientProgress()
         pumpTunnel()
     }

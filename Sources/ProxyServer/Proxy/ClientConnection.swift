@@ -208,7 +208,10 @@ final class ClientConnection: LoopHandler {
         let answering = (exchange.requestComplete || exchange.responseStarted) && !upstream.readPaused
         let waitingOnUpstream = upstream.connecting || !upstream.outbound.isEmpty || answering
         if waitingOnUpstream && now >= upstreamDeadline {
-            if upstream.connecting { return failExchange(status: 502, reason: "upstream-connect-timeout") }
+            if upstream.connecting {
+                worker.shared.metrics.upstreamConnectErrors.increment()
+                return failExchange(status: 502, reason: "upstream-connect-timeout")
+            }
             if exchange.responseStarted { return abort("upstream-timeout") }
             return failExchange(status: 504, reason: "upstream-timeout")
         }
@@ -258,13 +261,15 @@ final class ClientConnection: LoopHandler {
         case .allow(let identity, let route, let reason, let headers, let target):
             exchange?.admitted(identity, route: route, reason: reason, headers: headers, target: target)
             beginUpstream(head)
-        case .respondLocally(let body, _):
+        case .respondLocally(let body, let route):
+            exchange?.route = route
             respondLocally(head, body: body, contentType: "text/plain; charset=utf-8", reason: "local-response")
         case .whoami(let identity, let route, let reason):
             exchange?.admitted(identity, route: route, reason: reason, headers: [], target: nil)
             respondLocally(head, body: Self.whoami(identity, route: route, reason: reason), contentType: "application/json",
                            reason: "whoami")
-        case .deny(let status, let reason, _):
+        case .deny(let status, let reason, _, let route):
+            exchange?.route = route
             deny(head, status: status, reason: reason)
         case .waitForKeys:
             state = .awaitingKeys(head)
@@ -355,6 +360,7 @@ final class ClientConnection: LoopHandler {
     func close() {
         guard !isClosed, let token else { return }
         if let upstream = exchange?.upstream ?? tunnelUpstream { upstream.close() }
+        leaveTunnel()
         state = .closed
         worker.loop.deregister(fd, token: token)
         Glibc.close(fd)
@@ -374,6 +380,7 @@ final class ClientConnection: LoopHandler {
             exchange.upstream?.close(abort: true)
         }
         tunnelUpstream?.close(abort: true)
+        leaveTunnel()
         state = .closed
         worker.loop.deregister(fd, token: token)
         Socket.abort(fd)
@@ -382,4 +389,8 @@ final class ClientConnection: LoopHandler {
 
     /// The upstream connection of an open tunnel.
     var tunnelUpstream: UpstreamConnection?
+
+    private func leaveTunnel() {
+        if case .tunnel = state { worker.shared.metrics.tunnels.subtract(1, ordering: .relaxed) }
+    }
 }

@@ -3,6 +3,7 @@
 enum ErrorPage {
     static func reasonPhrase(_ status: Int) -> String {
         switch status {
+        case 200: return "OK"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"
         case 403: return "Forbidden"

@@ -22,6 +22,7 @@ final class Exchange {
     let head: RequestHead?
     let requestID: RequestID
     let record: RecordBox
+    /// Monotonic µs when the request head was complete, and when the request went upstream.
     let startedAt: Int64
     var identity: Identity?
     /// The identity headers for the upstream, rendered once per verified token.
@@ -45,7 +46,7 @@ final class Exchange {
     init(head: RequestHead?, worker: Worker) {
         self.head = head
         requestID = worker.nextRequestID()
-        startedAt = worker.loop.now
+        startedAt = monotonicMicroseconds()
         record = RecordBox()
         record.value.time = wallClockMicroseconds()
     }

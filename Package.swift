@@ -34,6 +34,7 @@ let package = Package(
                 "IAPAuth",
                 "ProxyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

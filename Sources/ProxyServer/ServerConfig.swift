@@ -15,8 +15,12 @@ public struct ServerConfig: Sendable {
     public var forwardedProto = ForwardedProto.auto
     /// Adds `Via: 1.1 iap-proxy` to requests and responses.
     public var addVia = false
-    /// One JSON line per request on stdout.
+    /// One line per request on stdout.
     public var accessLog = true
+    /// JSON or key=value text, for the access log and the events on stderr.
+    public var logFormat = LogFormat.json
+    /// Log a digest of each email instead of the address (privacy-sensitive sites).
+    public var hashEmails = false
     /// Answers the caller's verified identity (on authenticated routes); nil disables.
     public var whoamiPath: String? = "/.iap-proxy/whoami"
 

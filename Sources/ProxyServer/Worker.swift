@@ -23,6 +23,7 @@ final class Worker {
     private var logClock = LogClock()
     /// Counter handles by label combination: a request costs a dictionary lookup, not a registry one.
     private var requestCounters: [RequestLabels: Counter] = [:]
+    private var emailDigests: [String: String] = [:]
     private var loggedAudiences: [String: Int64] = [:]
     private var headScratch: [UInt8] = []
     private var requestCounter: UInt64 = 0
@@ -223,7 +224,7 @@ final class Worker {
         if let last = loggedAudiences[audience], now - last < 60_000 { return }
         if loggedAudiences.count >= 64 { loggedAudiences.removeAll() }
         loggedAudiences[audience] = now
-        EventLog.event("audience-mismatch", [
+        EventLog.event(level: .notice, "audience-mismatch", [
             ("token_aud", audience), ("configured", shared.config.verifier.audiences.sorted().joined(separator: ",")),
             ("hint", "the token verified but names another audience; add it with --audience if this proxy serves it"),
         ])
@@ -353,11 +354,32 @@ final class Worker {
         shared.metrics.requestDuration.record(.microseconds(record.duration))
         if let upstream = record.upstreamTime { shared.metrics.upstreamDuration.record(.microseconds(upstream)) }
         guard shared.config.accessLog else { return }
+        if shared.config.hashEmails, let email = record.email { record.email = hashedEmail(email) }
         let head = exchange.head
-        record.appendJSON(
-            requestID: exchange.requestID.string, client: client, method: head.map { $0.bytes[$0.method] } ?? [],
-            path: head.map { $0.bytes[$0.target] } ?? [], clock: &logClock, to: &logBuffer)
+        let method = head.map { $0.bytes[$0.method] } ?? []
+        let path = head.map { $0.bytes[$0.target] } ?? []
+        switch shared.config.logFormat {
+        case .json:
+            record.appendJSON(
+                requestID: exchange.requestID.string, client: client, method: method, path: path, clock: &logClock,
+                to: &logBuffer)
+        case .text:
+            record.appendText(
+                requestID: exchange.requestID.string, client: client, method: method, path: path, clock: &logClock,
+                to: &logBuffer)
+        }
         if logBuffer.count > 64 * 1024 { flushLog() }
+    }
+
+    /// `sha256:` and the first 16 hex digits of the address's SHA-256: stable across lines (so one
+    /// user's requests can be followed) without the address itself. Remembered per loop.
+    private func hashedEmail(_ email: String) -> String {
+        if let known = emailDigests[email] { return known }
+        let digest = StreamingDigest.hash(.sha256, Array(email.utf8)).prefix(8)
+        let hex = "sha256:" + digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        if emailDigests.count >= 10_000 { emailDigests.removeAll() }
+        emailDigests[email] = hex
+        return hex
     }
 
     private func flushLog() {

@@ -18,6 +18,9 @@ struct ConfigFile {
     var forwardedProto: String?
     var via: String?
     var accessLog: String?
+    var logFormat: String?
+    var logLevel: String?
+    var logEmails: String?
     var whoamiPath: String?
     var timeouts: [String: String] = [:]
     var limits: [String: String] = [:]
@@ -89,7 +92,8 @@ struct ConfigFile {
         var config = ConfigFile(path: path)
         reader.mapping(root, "the top level", keys: [
             "listen", "admin_listen", "upstream", "audiences", "keys", "leeway", "workers", "forwarded_proto", "via",
-            "access_log", "whoami_path", "timeouts", "limits", "headers", "allowlist", "groups", "routes",
+            "access_log", "log_format", "log_level", "log_emails", "whoami_path", "timeouts", "limits", "headers",
+            "allowlist", "groups", "routes",
         ]) { key, value in
             switch key {
             case "listen": config.listen = reader.scalar(value, key)
@@ -110,6 +114,9 @@ struct ConfigFile {
             case "forwarded_proto": config.forwardedProto = reader.scalar(value, key)
             case "via": config.via = reader.scalar(value, key)
             case "access_log": config.accessLog = reader.scalar(value, key)
+            case "log_format": config.logFormat = reader.scalar(value, key)
+            case "log_level": config.logLevel = reader.scalar(value, key)
+            case "log_emails": config.logEmails = reader.scalar(value, key)
             case "whoami_path": config.whoamiPath = reader.scalar(value, key)
             case "timeouts":
                 reader.mapping(value, key, keys: timeoutKeys) { name, node in config.timeouts[name] = reader.scalar(node, "timeouts.\(name)") }

@@ -27,6 +27,7 @@ struct ServeCommand: ParsableCommand {
         case .success(let value): resolved = value
         case .failure(let error): throw configurationError(error.problems.joined(separator: "\nerror: "))
         }
+        EventLog.bootstrap(format: resolved.config.logFormat, level: resolved.logLevel)
         let keys = KeyStore()
         let metrics = Metrics()
         var refresher: KeyRefresher?
@@ -34,7 +35,7 @@ struct ServeCommand: ParsableCommand {
         case .file(let path, let set):
             keys.publish(set, at: wallClockSeconds())
             EventLog.event("keys-loaded", [("source", path), ("kids", set.keyIDs.joined(separator: ","))])
-            for problem in set.problems { EventLog.event("key-skipped", [("source", path), ("problem", problem)]) }
+            for problem in set.problems { EventLog.event(level: .warning, "key-skipped", [("source", path), ("problem", problem)]) }
         case .url(let url, let cacheFile):
             var settings = KeyRefresher.Settings(fetch: KeyFetcher.Settings(url: url))
             settings.cacheFile = cacheFile
@@ -80,7 +81,7 @@ struct ServeCommand: ParsableCommand {
             shared.keys.publish(set, at: wallClockSeconds())
             EventLog.event("keys-reloaded", [("source", path), ("kids", set.keyIDs.joined(separator: ","))])
         } catch {
-            EventLog.event("keys-reload-failed", [("source", path), ("problem", error.reason)])
+            EventLog.event(level: .warning, "keys-reload-failed", [("source", path), ("problem", error.reason)])
         }
     }
 
@@ -89,18 +90,18 @@ struct ServeCommand: ParsableCommand {
         case .loadedCache(let path, let kids):
             EventLog.event("keys-cache-loaded", [("path", path), ("kids", kids.joined(separator: ","))])
         case .cacheUnusable(let path, let reason):
-            EventLog.event("keys-cache-unusable", [("path", path), ("reason", reason)])
+            EventLog.event(level: .warning, "keys-cache-unusable", [("path", path), ("reason", reason)])
         case .fetched(let kids, let changed, let freshFor, let problems):
             EventLog.event("keys-fetched", [
                 ("kids", kids.joined(separator: ",")), ("changed", "\(changed)"), ("fresh_for_s", "\(Int(freshFor))"),
                 ("skipped", problems.joined(separator: "; ")),
             ])
         case .fetchFailed(let reason, let failures, let retryIn):
-            EventLog.event("keys-fetch-failed", [
+            EventLog.event(level: .warning, "keys-fetch-failed", [
                 ("reason", reason), ("consecutive_failures", "\(failures)"), ("retry_in_s", String(format: "%.1f", retryIn)),
             ])
         case .cacheWriteFailed(let path):
-            EventLog.event("keys-cache-write-failed", [("path", path)])
+            EventLog.event(level: .warning, "keys-cache-write-failed", [("path", path)])
         }
     }
 }
@@ -186,7 +187,7 @@ final class PolicyReloader: Sendable {
                 return loaded.files
             case .failure(let error):
                 shared.metrics.policyReloadFailed()
-                EventLog.event("policy-reload-failed", [
+                EventLog.event(level: .warning, "policy-reload-failed", [
                     ("trigger", trigger), ("problems", error.problems.joined(separator: "; ")),
                     ("kept", "the previous policy"),
                 ])

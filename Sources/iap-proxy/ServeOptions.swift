@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import HTTP1
 import IAPAuth
+import Logging
 import ProxyServer
 
 /// The flags `serve` and `check-config` share. Every flag can also come from the environment:
@@ -39,7 +40,12 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Maximum request-target bytes (default 8192): 414 beyond.") var maxURIBytes: Int?
     @Option(help: "Bytes queued toward a slow peer before reading pauses (default 262144).") var writeHighWater: Int?
     @Option(help: "Idle upstream connections kept per worker (default 1024).") var upstreamPoolSize: Int?
-    @Option(help: "The JSON access log on stdout: on (default) or off.") var accessLog: String?
+    @Option(help: "The access log on stdout: on (default) or off.") var accessLog: String?
+    @Option(help: "Log lines as json (default) or text (key=value).") var logFormat: String?
+    @Option(help: "Lowest level of events logged on stderr: trace, debug, info (default), notice, warning, error.")
+    var logLevel: String?
+    @Option(help: "Emails in logs: plain (default) or hash (a SHA-256 digest, for privacy-sensitive sites).")
+    var logEmails: String?
     @Option(help: "Path answering the caller's verified identity (default /.iap-proxy/whoami; 'off' disables).")
     var whoamiPath: String?
 
@@ -47,6 +53,7 @@ struct ServeOptions: ParsableArguments {
     struct Resolved {
         var config: ServerConfig
         var keySource: KeySource
+        var logLevel: Logger.Level
         /// Where the policy comes from: reloaded from the same places.
         var configPath: String?
         var allowlistPath: String?
@@ -142,6 +149,16 @@ struct ServeOptions: ParsableArguments {
         if viaText != "true" && viaText != "false" { problems.append("via must be true or false") }
         let accessLogText = value(accessLog, "ACCESS_LOG", file?.accessLog) ?? "on"
         if accessLogText != "on" && accessLogText != "off" { problems.append("access-log must be on or off") }
+        let formatText = value(logFormat, "LOG_FORMAT", file?.logFormat) ?? "json"
+        let format = LogFormat(rawValue: formatText)
+        if format == nil { problems.append("log-format \(formatText.debugDescription) must be json or text") }
+        let levelText = value(logLevel, "LOG_LEVEL", file?.logLevel) ?? "info"
+        let level = Logger.Level(rawValue: levelText)
+        if level == nil {
+            problems.append("log-level \(levelText.debugDescription) must be trace, debug, info, notice, warning, error or critical")
+        }
+        let emailsText = value(logEmails, "LOG_EMAILS", file?.logEmails) ?? "plain"
+        if emailsText != "plain" && emailsText != "hash" { problems.append("log-emails must be plain or hash") }
         let whoami = value(whoamiPath, "WHOAMI_PATH", file?.whoamiPath) ?? "/.iap-proxy/whoami"
         if whoami != "off" && !whoami.hasPrefix("/") { problems.append("whoami-path must start with / (or be off)") }
 
@@ -209,7 +226,7 @@ struct ServeOptions: ParsableArguments {
             upstreamPoolSize, "UPSTREAM_POOL_SIZE", limits.upstreamPoolSize, 0...65536, fileLimits["upstream_pool_size"])
 
         guard problems.isEmpty, let listenAddress, let upstreamAddress, let verifier, let identityHeaders,
-            let forwarded, let keySource, let policy
+            let forwarded, let keySource, let policy, let format, let level
         else { return .failure(ConfigurationError(problems)) }
         var config = ServerConfig(
             listen: listenAddress, upstream: upstreamAddress, admin: adminAddress, workers: workerCount,
@@ -219,10 +236,13 @@ struct ServeOptions: ParsableArguments {
         config.forwardedProto = forwarded
         config.addVia = viaText == "true"
         config.accessLog = accessLogText == "on"
+        config.logFormat = format
+        config.hashEmails = emailsText == "hash"
         config.whoamiPath = whoami == "off" ? nil : whoami
         return .success(
             Resolved(
-                config: config, keySource: keySource, configPath: configPath, allowlistPath: allowlistPath, policy: policy))
+                config: config, keySource: keySource, logLevel: level, configPath: configPath,
+                allowlistPath: allowlistPath, policy: policy))
     }
 
     /// `http://HOST:PORT` (an optional trailing `/`) as HOST:PORT.

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import Synchronization
 
 /// The access log: one JSON object per line on stdout. Loops buffer their lines and hand them
@@ -71,6 +72,33 @@ struct AccessRecord {
             line.append(contentsOf: "null".utf8)
         }
         line.append(contentsOf: "}\n".utf8)
+    }
+}
+
+extension AccessRecord {
+    /// The same record as `key=value` text (`--log-format text`).
+    func appendText(
+        requestID: String, client: String, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
+        clock: inout LogClock, to line: inout [UInt8]
+    ) {
+        clock.appendTimestamp(time, to: &line)
+        line.append(contentsOf: " access".utf8)
+        var duration: [UInt8] = []
+        appendMilliseconds(self.duration, to: &duration)
+        var upstream: [UInt8] = Array("-".utf8)
+        if let upstreamTime {
+            upstream.removeAll()
+            appendMilliseconds(upstreamTime, to: &upstream)
+        }
+        for (key, value) in [
+            ("request_id", requestID), ("client", client), ("method", String(decoding: method, as: UTF8.self)),
+            ("path", String(decoding: path, as: UTF8.self)), ("status", String(status)), ("bytes", String(bytes)),
+            ("duration_ms", String(decoding: duration, as: UTF8.self)), ("upstream_ms", String(decoding: upstream, as: UTF8.self)),
+            ("decision", decision), ("reason", reason), ("email", email ?? "-"),
+        ] {
+            appendTextField(key, value, to: &line)
+        }
+        line.append(UInt8(ascii: "\n"))
     }
 }
 
@@ -160,24 +188,90 @@ struct LogClock {
     }
 }
 
-/// Lifecycle events (start, keys, reloads, drain): one JSON line on stderr each.
+/// How log lines are written: JSON objects (the default, for log pipelines) or `key=value` text.
+public enum LogFormat: String, Sendable, CaseIterable {
+    case json
+    case text
+}
+
+/// Lifecycle events (start, keys, reloads, drain, errors) go through swift-log, so levels and
+/// handlers work as for any Swift server; `bootstrap` installs iap-proxy's handler on stderr.
 public enum EventLog {
-    public static func event(_ name: String, _ fields: [(String, String)] = []) {
-        var line: [UInt8] = []
+    private static let logger = Logger(label: "iap-proxy")
+
+    /// Installs the stderr handler; call once, before the first event.
+    public static func bootstrap(format: LogFormat, level: Logger.Level) {
+        LoggingSystem.bootstrap { _ in EventLogHandler(format: format, logLevel: level) }
+    }
+
+    public static func event(level: Logger.Level = .info, _ name: String, _ fields: [(String, String)] = []) {
+        var metadata = Logger.Metadata()
+        for (key, value) in fields { metadata[key] = .string(value) }
+        logger.log(level: level, Logger.Message(stringLiteral: name), metadata: metadata)
+    }
+}
+
+/// One line per event on stderr: `{"time":…,"level":…,"event":…,fields…}` or
+/// `time level event key=value…` (values with spaces quoted).
+struct EventLogHandler: LogHandler {
+    let format: LogFormat
+    var logLevel: Logger.Level
+    var metadata = Logger.Metadata()
+
+    init(format: LogFormat, logLevel: Logger.Level) {
+        self.format = format
+        self.logLevel = logLevel
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
+        let fields = metadata.merging(explicit ?? [:]) { $1 }.sorted { $0.key < $1.key }
         var clock = LogClock()
-        line.append(contentsOf: #"{"time":""#.utf8)
-        clock.appendTimestamp(wallClockMicroseconds(), to: &line)
-        line.append(contentsOf: #"","event":""#.utf8)
-        appendEscaped(name, to: &line)
-        line.append(UInt8(ascii: "\""))
-        for (key, value) in fields {
-            line.append(contentsOf: #",""#.utf8)
-            appendEscaped(key, to: &line)
-            line.append(contentsOf: #"":""#.utf8)
-            appendEscaped(value, to: &line)
-            line.append(UInt8(ascii: "\""))
+        var text: [UInt8] = []
+        switch format {
+        case .json:
+            text.append(contentsOf: #"{"time":""#.utf8)
+            clock.appendTimestamp(wallClockMicroseconds(), to: &text)
+            text.append(contentsOf: #"","level":""#.utf8)
+            text.append(contentsOf: level.rawValue.utf8)
+            text.append(contentsOf: #"","event":""#.utf8)
+            appendEscaped(message.description, to: &text)
+            text.append(UInt8(ascii: "\""))
+            for (key, value) in fields {
+                text.append(contentsOf: #",""#.utf8)
+                appendEscaped(key, to: &text)
+                text.append(contentsOf: #"":""#.utf8)
+                appendEscaped(value.description, to: &text)
+                text.append(UInt8(ascii: "\""))
+            }
+            text.append(contentsOf: "}\n".utf8)
+        case .text:
+            clock.appendTimestamp(wallClockMicroseconds(), to: &text)
+            text.append(contentsOf: " \(level.rawValue) \(message.description)".utf8)
+            for (key, value) in fields { appendTextField(key, value.description, to: &text) }
+            text.append(UInt8(ascii: "\n"))
         }
-        line.append(contentsOf: "}\n".utf8)
-        writeAll(2, line)
+        writeAll(2, text)
+    }
+}
+
+/// ` key=value`, quoting values that are empty or hold spaces, quotes or `=`.
+func appendTextField(_ key: String, _ value: String, to line: inout [UInt8]) {
+    line.append(UInt8(ascii: " "))
+    line.append(contentsOf: key.utf8)
+    line.append(UInt8(ascii: "="))
+    if value.isEmpty || value.utf8.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 == 0x3D || $0 < 0x20 }) {
+        line.append(UInt8(ascii: "\""))
+        appendEscaped(value, to: &line)
+        line.append(UInt8(ascii: "\""))
+    } else {
+        line.append(contentsOf: value.utf8)
     }
 }

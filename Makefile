@@ -10,9 +10,10 @@ DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 deps:
 	@$(DEPS)
 
-## Release build of the iap-proxy binary (.build/release/iap-proxy).
+## The release binary (.build/iap-proxy): static Swift runtime, stripped; the Dockerfile and CI
+## build it with the same script and flags.
 build: deps
-	$(SWIFT) build -c release --product iap-proxy
+	scripts/build-release.sh
 
 ## The full suite: unit, vector and subprocess tests, the real-socket integration suite (curl,
 ## http.client, websockets against serve), the concurrency tests under TSan, and a short run of

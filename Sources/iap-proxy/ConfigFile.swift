@@ -22,6 +22,7 @@ struct ConfigFile {
     var logLevel: String?
     var logEmails: String?
     var whoamiPath: String?
+    var healthPath: String?
     var timeouts: [String: String] = [:]
     var limits: [String: String] = [:]
     var headers: HeadersSpec?
@@ -92,7 +93,8 @@ struct ConfigFile {
         var config = ConfigFile(path: path)
         reader.mapping(root, "the top level", keys: [
             "listen", "admin_listen", "upstream", "audiences", "keys", "leeway", "workers", "forwarded_proto", "via",
-            "access_log", "log_format", "log_level", "log_emails", "whoami_path", "timeouts", "limits", "headers",
+            "access_log", "log_format", "log_level", "log_emails", "whoami_path", "health_path", "timeouts", "limits",
+            "headers",
             "allowlist", "groups", "routes",
         ]) { key, value in
             switch key {
@@ -118,6 +120,7 @@ struct ConfigFile {
             case "log_level": config.logLevel = reader.scalar(value, key)
             case "log_emails": config.logEmails = reader.scalar(value, key)
             case "whoami_path": config.whoamiPath = reader.scalar(value, key)
+            case "health_path": config.healthPath = reader.scalar(value, key)
             case "timeouts":
                 reader.mapping(value, key, keys: timeoutKeys) { name, node in config.timeouts[name] = reader.scalar(node, "timeouts.\(name)") }
             case "limits":

@@ -17,7 +17,7 @@ enum PolicyLoader {
         let entries: Set<String>
     }
 
-    static func load(configPath: String?, allowlistPath: String?, defaultHeaders: IdentityHeaders)
+    static func load(configPath: String?, allowlistPath: String?, healthPath: String?, defaultHeaders: IdentityHeaders)
         -> Result<Loaded, ConfigurationError>
     {
         var config: ConfigFile?
@@ -27,12 +27,15 @@ enum PolicyLoader {
             case .failure(let error): return .failure(error)
             }
         }
-        return build(config: config, configPath: configPath, allowlistPath: allowlistPath, defaultHeaders: defaultHeaders)
+        return build(
+            config: config, configPath: configPath, allowlistPath: allowlistPath, healthPath: healthPath,
+            defaultHeaders: defaultHeaders)
     }
 
-    static func build(config: ConfigFile?, configPath: String?, allowlistPath: String?, defaultHeaders: IdentityHeaders)
-        -> Result<Loaded, ConfigurationError>
-    {
+    static func build(
+        config: ConfigFile?, configPath: String?, allowlistPath: String?, healthPath: String?,
+        defaultHeaders: IdentityHeaders
+    ) -> Result<Loaded, ConfigurationError> {
         var problems: [String] = []
         var files: [String] = configPath.map { [$0] } ?? []
         var groups: [String: [AccessList.Entry]] = [:]
@@ -97,6 +100,17 @@ enum PolicyLoader {
         }
         if specs.isEmpty {
             problems.append("no routes: set --allowlist FILE, or routes in the config file (a request that matches no route is denied)")
+        }
+        // The load balancer's health check (no JWT): answered here, never forwarded, exact path only.
+        if let healthPath = healthPath ?? config?.healthPath {
+            if healthPath.hasPrefix("/") {
+                var route = ConfigFile.RouteSpec(name: "health", location: "health_path")
+                route.path = healthPath
+                route.respond = "ok\n"
+                specs.insert(route, at: 0)
+            } else {
+                problems.append("health-path must start with /")
+            }
         }
         let configHeaders = config?.headers.map { identityHeaders($0, at: configPath ?? "headers", problems: &problems) } ?? nil
 

@@ -172,7 +172,7 @@ final class PolicyReloader: Sendable {
     func reload(trigger: String) -> [String]? {
         lastEntries.withLock { last in
             switch PolicyLoader.load(
-                configPath: resolved.configPath, allowlistPath: resolved.allowlistPath,
+                configPath: resolved.configPath, allowlistPath: resolved.allowlistPath, healthPath: resolved.healthPath,
                 defaultHeaders: resolved.config.identityHeaders)
             {
             case .success(let loaded):

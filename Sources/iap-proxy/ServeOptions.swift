@@ -48,6 +48,8 @@ struct ServeOptions: ParsableArguments {
     var logEmails: String?
     @Option(help: "Path answering the caller's verified identity (default /.iap-proxy/whoami; 'off' disables).")
     var whoamiPath: String?
+    @Option(help: "Path answered 200 by iap-proxy without authentication, for the load balancer's health check.")
+    var healthPath: String?
 
     /// What `serve` runs with, or every problem found.
     struct Resolved {
@@ -57,6 +59,7 @@ struct ServeOptions: ParsableArguments {
         /// Where the policy comes from: reloaded from the same places.
         var configPath: String?
         var allowlistPath: String?
+        var healthPath: String?
         var policy: PolicyLoader.Loaded
     }
 
@@ -190,7 +193,8 @@ struct ServeOptions: ParsableArguments {
         let policyHeaders = identityHeaders ?? IdentityHeaders.presets[IdentityHeaders.defaultPreset]!
         do {
             switch PolicyLoader.build(
-                config: file, configPath: configPath, allowlistPath: allowlistPath, defaultHeaders: policyHeaders)
+                config: file, configPath: configPath, allowlistPath: allowlistPath,
+                healthPath: value(healthPath, "HEALTH_PATH"), defaultHeaders: policyHeaders)
             {
             case .success(let loaded): policy = loaded
             case .failure(let error): problems += error.problems
@@ -242,7 +246,7 @@ struct ServeOptions: ParsableArguments {
         return .success(
             Resolved(
                 config: config, keySource: keySource, logLevel: level, configPath: configPath,
-                allowlistPath: allowlistPath, policy: policy))
+                allowlistPath: allowlistPath, healthPath: value(healthPath, "HEALTH_PATH"), policy: policy))
     }
 
     /// `http://HOST:PORT` (an optional trailing `/`) as HOST:PORT.

@@ -140,7 +140,8 @@ final class Worker {
         case respondLocally(String, route: Route)
         /// The whoami path: answer the caller's verified identity and what admitted it.
         case whoami(Identity, route: Route, reason: String)
-        case deny(status: Int, reason: String, detail: String, route: Route? = nil)
+        /// `email`: who was refused, when the token verified (the log says who and why).
+        case deny(status: Int, reason: String, detail: String, route: Route? = nil, email: String? = nil)
         case waitForKeys
     }
 
@@ -202,7 +203,7 @@ final class Worker {
         }
         let decision = Policy.decide(route, identity)
         if !decision.isAllowed && !route.reportOnly {
-            return .deny(status: 403, reason: decision.reason, detail: identity.email, route: route)
+            return .deny(status: 403, reason: decision.reason, detail: identity.email, route: route, email: identity.email)
         }
         // Only to callers the route admits: it shows their own claims and the rule that let them in.
         if let whoami = shared.config.whoamiPath, path.path == whoami {

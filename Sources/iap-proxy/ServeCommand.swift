@@ -143,6 +143,7 @@ struct EchoCommand: ParsableCommand {
     @Option(help: "Address to serve on, HOST:PORT.") var listen = "127.0.0.1:8081"
 
     func run() throws {
+        EventLog.bootstrap(format: .json, level: .info)
         let server: EchoServer
         do {
             server = try EchoServer(listen: try SocketAddress.resolve(listen))

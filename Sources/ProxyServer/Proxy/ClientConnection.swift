@@ -268,8 +268,9 @@ final class ClientConnection: LoopHandler {
             exchange?.admitted(identity, route: route, reason: reason, headers: [], target: nil)
             respondLocally(head, body: Self.whoami(identity, route: route, reason: reason), contentType: "application/json",
                            reason: "whoami")
-        case .deny(let status, let reason, _, let route):
+        case .deny(let status, let reason, _, let route, let email):
             exchange?.route = route
+            exchange?.record.value.email = email
             deny(head, status: status, reason: reason)
         case .waitForKeys:
             state = .awaitingKeys(head)

@@ -15,6 +15,9 @@ public struct ServerConfig: Sendable {
     public var forwardedProto = ForwardedProto.auto
     /// Adds `Via: 1.1 iap-proxy` to requests and responses.
     public var addVia = false
+    /// Passes the verified assertion on; off where the upstream routes to code users control
+    /// (JupyterHub's single-user servers), which could replay a visitor's token.
+    public var forwardAssertion = true
     /// One line per request on stdout.
     public var accessLog = true
     /// JSON or key=value text, for the access log and the events on stderr.

@@ -17,6 +17,7 @@ struct ConfigFile {
     var workers: String?
     var forwardedProto: String?
     var via: String?
+    var forwardAssertion: String?
     var accessLog: String?
     var logFormat: String?
     var logLevel: String?
@@ -92,7 +93,7 @@ struct ConfigFile {
         let reader = Reader(file: path)
         var config = ConfigFile(path: path)
         reader.mapping(root, "the top level", keys: [
-            "listen", "admin_listen", "upstream", "audiences", "keys", "leeway", "workers", "forwarded_proto", "via",
+            "listen", "admin_listen", "upstream", "audiences", "keys", "leeway", "workers", "forwarded_proto", "via", "forward_assertion",
             "access_log", "log_format", "log_level", "log_emails", "whoami_path", "health_path", "timeouts", "limits",
             "headers",
             "allowlist", "groups", "routes",
@@ -115,6 +116,7 @@ struct ConfigFile {
             case "workers": config.workers = reader.scalar(value, key)
             case "forwarded_proto": config.forwardedProto = reader.scalar(value, key)
             case "via": config.via = reader.scalar(value, key)
+            case "forward_assertion": config.forwardAssertion = reader.scalar(value, key)
             case "access_log": config.accessLog = reader.scalar(value, key)
             case "log_format": config.logFormat = reader.scalar(value, key)
             case "log_level": config.logLevel = reader.scalar(value, key)

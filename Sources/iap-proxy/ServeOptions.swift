@@ -26,6 +26,8 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Clock skew tolerated on exp/iat, seconds (default 30).") var leeway: Int64?
     @Option(help: "X-Forwarded-Proto: auto (keep the load balancer's), http or https.") var forwardedProto: String?
     @Option(help: "Add Via: 1.1 iap-proxy (true/false).") var via: String?
+    @Option(help: "Pass the verified x-goog-iap-jwt-assertion on to the app (true, the default, or false).")
+    var forwardAssertion: String?
     @Option(help: "Request head timeout, e.g. 15s.") var headTimeout: String?
     @Option(help: "Idle keep-alive timeout, e.g. 60s.") var idleTimeout: String?
     @Option(help: "Longest stall of a client sending a body or reading a response, e.g. 60s.") var clientTimeout: String?
@@ -150,6 +152,10 @@ struct ServeOptions: ParsableArguments {
         if forwarded == nil { problems.append("forwarded-proto \(proto.debugDescription) must be auto, http or https") }
         let viaText = value(via, "VIA", file?.via) ?? "false"
         if viaText != "true" && viaText != "false" { problems.append("via must be true or false") }
+        let forwardAssertionText = value(forwardAssertion, "FORWARD_ASSERTION", file?.forwardAssertion) ?? "true"
+        if forwardAssertionText != "true" && forwardAssertionText != "false" {
+            problems.append("forward-assertion must be true or false")
+        }
         let accessLogText = value(accessLog, "ACCESS_LOG", file?.accessLog) ?? "on"
         if accessLogText != "on" && accessLogText != "off" { problems.append("access-log must be on or off") }
         let formatText = value(logFormat, "LOG_FORMAT", file?.logFormat) ?? "json"
@@ -239,6 +245,7 @@ struct ServeOptions: ParsableArguments {
         config.limits = limits
         config.forwardedProto = forwarded
         config.addVia = viaText == "true"
+        config.forwardAssertion = forwardAssertionText == "true"
         config.accessLog = accessLogText == "on"
         config.logFormat = format
         config.hashEmails = emailsText == "hash"

@@ -94,3 +94,14 @@ def test_authorization_headers_pass_untouched(proxy, token):
 def test_assertion_is_passed_through(proxy, token):
     resp = http(proxy.port, "GET", "/assertion", token=token)
     assert echoed_header_values(resp, "x-goog-iap-jwt-assertion") == [token]
+
+
+@pytest.mark.parametrize("spelling", ["x-goog-iap-jwt-assertion", "X-Goog-IAP-JWT-Assertion"])
+def test_assertion_withheld_with_forward_assertion_false(serve, token, spelling):
+    """forward_assertion false (JupyterHub: CHP forwards to users' own servers): the request is
+    still verified and admitted, but no spelling of the assertion reaches the app."""
+    proxy = serve("--forward-assertion", "false")
+    resp = http(proxy.port, "GET", "/withheld", headers=[(spelling, token)])
+    assert resp.status == 200
+    assert echoed_header_values(resp, "X-Forwarded-Email") == ["alice@example.com"]
+    assert not any(_normalized(name) == "x-goog-iap-jwt-assertion" for name, _ in echoed_headers(resp))

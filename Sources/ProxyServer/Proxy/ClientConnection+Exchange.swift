@@ -30,10 +30,12 @@ extension ClientConnection {
         }
         upstream.owner = self
         exchange.upstream = upstream
+        // An unauthenticated route never passes a client's assertion on: it was not verified.
+        let stripAssertion = exchange.identity == nil || !config.forwardAssertion
         guard
             worker.writeUpstreamHead(
                 head, target: exchange.target, identityHeaders: exchange.identityHeaders,
-                routeHeaders: exchange.route?.identityHeaders, stripAssertion: exchange.identity == nil, clientIP: peerIP,
+                routeHeaders: exchange.route?.identityHeaders, stripAssertion: stripAssertion, clientIP: peerIP,
                 to: upstream.outbound)
         else {
             return failExchange(status: 500, reason: "header-rewrite-failed")

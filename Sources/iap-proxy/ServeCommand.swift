@@ -22,6 +22,9 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var options: ServeOptions
 
     func run() throws {
+        // Before any thread starts (key refresher, file watcher, loops): threads inherit the mask,
+        // so only the main thread's sigwait ever sees these signals.
+        Server.blockHandledSignals()
         let resolved: ServeOptions.Resolved
         switch options.resolve() {
         case .success(let value): resolved = value
@@ -63,10 +66,10 @@ struct ServeCommand: ParsableCommand {
         }
         refresher?.start()
         let reloader = PolicyReloader(resolved, shared: shared)
-        let watcher = FileWatcher(files: resolved.policy.files) { reloader.reload(trigger: "file-change") }
+        let watcher = FileWatcher(files: resolved.policy.files) { trigger in reloader.reload(trigger: trigger) }
         watcher.start()
         server.run {
-            _ = reloader.reload(trigger: "sighup")
+            watcher.requestReload()  // the watcher never reads a file still being written
             Self.reloadKeyFile(resolved, shared: shared)
         }
         watcher.stop()

@@ -29,7 +29,6 @@ final class EventLoop {
     /// Messages other threads may send to this loop.
     enum Message: Sendable {
         case keysChanged
-        case policyChanged
         case drain
         case stop
     }

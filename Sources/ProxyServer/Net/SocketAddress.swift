@@ -86,6 +86,18 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The same address with another port.
+    func withPort(_ port: UInt16) -> SocketAddress {
+        var copy = self
+        withUnsafeMutableBytes(of: &copy.storage) { bytes in
+            let offset = family == AF_INET6
+                ? MemoryLayout<sockaddr_in6>.offset(of: \sockaddr_in6.sin6_port)!
+                : MemoryLayout<sockaddr_in>.offset(of: \sockaddr_in.sin_port)!
+            bytes.storeBytes(of: port.bigEndian, toByteOffset: offset, as: UInt16.self)
+        }
+        return copy
+    }
+
     public var description: String { family == AF_INET6 ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
 }
 

@@ -9,29 +9,39 @@ import Synchronization
 /// also looks every second (the fallback where inotify is missing or misses a swap). A change is
 /// acted on only when two looks 150 ms apart agree and no watched file is open for writing
 /// (modified, not yet closed): a half-written file is never handed over. What `onChange` does
-/// with a broken file (keep the last good policy) is the caller's business.
+/// with a broken file (keep the last good policy) is the caller's business. `requestReload`
+/// (SIGHUP) runs `onChange` once even if nothing changed, under the same rules.
 public final class FileWatcher: Sendable {
     private struct State {
         var files: [String]
         var stopping = false
+        var reloadRequested = false
     }
 
     private let state: Mutex<State>
-    /// Written by `stop` to wake the thread at once (its poll would otherwise sleep up to a second).
+    /// Written by `stop` and `requestReload` to wake the thread at once (its poll would otherwise
+    /// sleep up to a second).
     private let wakeFD = clinux_eventfd()
-    private let onChange: @Sendable () -> [String]?
+    /// Written once by the thread when it is watching; `start` waits for it.
+    private let readyFD = clinux_eventfd()
+    private let onChange: @Sendable (_ trigger: String) -> [String]?
     private let thread = Mutex<pthread_t?>(nil)
     /// Seconds between looks when nothing signalled a change.
     private let pollInterval: Int32
 
     /// `onChange` returns the files to watch from then on (a reload may name new ones), or nil to
     /// keep the current list.
-    public init(files: [String], pollIntervalMilliseconds: Int32 = 1000, onChange: @escaping @Sendable () -> [String]?) {
+    public init(
+        files: [String], pollIntervalMilliseconds: Int32 = 1000,
+        onChange: @escaping @Sendable (_ trigger: String) -> [String]?
+    ) {
         state = Mutex(State(files: files))
         self.onChange = onChange
         pollInterval = pollIntervalMilliseconds
     }
 
+    /// Returns once the thread has set up inotify and taken its first look, so an edit made
+    /// right after `start` is seen as a change.
     public func start() {
         let handoff = Unmanaged.passRetained(self)
         var handle = pthread_t()
@@ -41,16 +51,31 @@ public final class FileWatcher: Sendable {
         }, handoff.toOpaque())
         precondition(result == 0, "pthread_create: \(result)")
         thread.withLock { $0 = handle }
+        var ready = pollfd(fd: readyFD, events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, -1) < 0 && errno == EINTR {}
     }
 
     public func stop() {
         state.withLock { $0.stopping = true }
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        wake()
         if let handle = thread.withLock({ $0.take() }) { pthread_join(handle, nil) }
     }
 
-    deinit { close(wakeFD) }
+    /// Reload now (SIGHUP), once no watched file is open for writing and two looks agree.
+    public func requestReload() {
+        state.withLock { $0.reloadRequested = true }
+        wake()
+    }
+
+    private func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    deinit {
+        close(wakeFD)
+        close(readyFD)
+    }
 
     private var files: [String] { state.withLock { $0.files } }
 
@@ -69,7 +94,10 @@ public final class FileWatcher: Sendable {
         defer { if inotify >= 0 { close(inotify) } }
 
         var loaded = fingerprint()
+        var one: UInt64 = 1
+        _ = write(readyFD, &one, 8)
         var candidate: Int?
+        var requested = false  // a SIGHUP reload is pending
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         while !state.withLock({ $0.stopping }) {
             // Sleep until an inotify event, a pending second look, or the next poll.
@@ -77,8 +105,16 @@ public final class FileWatcher: Sendable {
                 pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),  // ignored by poll when -1
             ]
-            _ = poll(&descriptors, 2, candidate == nil ? pollInterval : 150)
-            if descriptors[0].revents != 0 { continue }  // stop() woke us: the loop condition ends it
+            _ = poll(&descriptors, 2, candidate == nil && !requested ? pollInterval : 150)
+            if descriptors[0].revents != 0 {  // stop() (the loop condition ends it) or requestReload()
+                var value: UInt64 = 0
+                _ = read(wakeFD, &value, 8)
+                if state.withLock({ $0.reloadRequested }) {
+                    requested = true
+                    candidate = nil  // two fresh looks
+                }
+                continue
+            }
             if inotify >= 0 && descriptors[1].revents & Int16(POLLIN) != 0 {
                 let count = buffer.withUnsafeMutableBytes { Glibc.read(inotify, $0.baseAddress, $0.count) }
                 noteWriters(buffer, count: count, openForWriting: &openForWriting)
@@ -86,7 +122,7 @@ public final class FileWatcher: Sendable {
                 continue  // let a burst of events settle before looking
             }
             let current = fingerprint()
-            guard current != loaded, openForWriting.isEmpty else {
+            guard current != loaded || requested, openForWriting.isEmpty else {
                 candidate = nil
                 continue
             }
@@ -95,7 +131,10 @@ public final class FileWatcher: Sendable {
                 continue
             }
             candidate = nil
-            if let newFiles = onChange() {
+            let trigger = requested ? "sighup" : "file-change"
+            requested = false
+            state.withLock { $0.reloadRequested = false }
+            if let newFiles = onChange(trigger) {
                 state.withLock { $0.files = newFiles }
                 watchDirectories()
             }

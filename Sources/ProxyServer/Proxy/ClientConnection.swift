@@ -300,11 +300,12 @@ final class ClientConnection: LoopHandler {
         var response = "HTTP/1.1 200 OK\r\nContent-Type: \(contentType)\r\n"
         response += "Content-Length: \(body.utf8.count)\r\nCache-Control: no-store\r\n"
         if close { response += "Connection: close\r\n" }
-        outbound.append(Array((response + "\r\n" + body).utf8))
+        let sent = head.isHeadMethod ? "" : body  // HEAD: the same head, no body
+        outbound.append(Array((response + "\r\n" + sent).utf8))
         exchange.record.value.status = 200
         exchange.record.value.decision = "allow"
         exchange.record.value.reason = reason
-        exchange.record.value.bytes = body.utf8.count
+        exchange.record.value.bytes = sent.utf8.count
         finish(exchange, keepAlive: !close)
     }
 
@@ -313,7 +314,9 @@ final class ClientConnection: LoopHandler {
     func refuse(status: Int, decision: String, reason: String, close: Bool) {
         let exchange = exchange ?? Exchange(head: nil, worker: worker)
         let closing = close || sawEOF || worker.draining
-        let body = ErrorPage.append(status: status, requestID: exchange.requestID.string, close: closing, to: outbound)
+        let body = ErrorPage.append(
+            status: status, requestID: exchange.requestID.string, close: closing,
+            headRequest: exchange.head?.isHeadMethod ?? false, to: outbound)
         exchange.record.value.status = status
         exchange.record.value.decision = decision
         exchange.record.value.reason = reason

@@ -24,9 +24,9 @@ enum ErrorPage {
         }
     }
 
-    /// Appends a complete response; returns the body length.
+    /// Appends a complete response (to HEAD: the head alone); returns the body bytes sent.
     @discardableResult
-    static func append(status: Int, requestID: String, close: Bool, to buffer: ByteBuffer) -> Int {
+    static func append(status: Int, requestID: String, close: Bool, headRequest: Bool, to buffer: ByteBuffer) -> Int {
         let phrase = reasonPhrase(status)
         let body = "\(status) \(phrase)\nrequest id: \(requestID)\n"
         var head = "HTTP/1.1 \(status) \(phrase)\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -34,7 +34,7 @@ enum ErrorPage {
         // RFC 9110 §11.6.1: a 401 carries a challenge.
         if status == 401 { head += "WWW-Authenticate: IAP realm=\"iap-proxy\"\r\n" }
         if close { head += "Connection: close\r\n" }
-        buffer.append(Array((head + "\r\n" + body).utf8))
-        return body.utf8.count
+        buffer.append(Array((head + "\r\n" + (headRequest ? "" : body)).utf8))
+        return headRequest ? 0 : body.utf8.count
     }
 }

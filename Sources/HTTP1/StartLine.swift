@@ -19,8 +19,13 @@ struct RequestLine {
             return .invalid(.badRequest(buffer[index] == ASCII.lf ? "bare-lf" : "invalid-method"))
         }
         let method = 0..<index
+        // Methods are case-sensitive (RFC 9110 §9.1) but some apps upper-case them (Werkzeug
+        // runs `post` as POST), which would walk around a route's `methods: [POST]`: like nginx,
+        // refuse lowercase letters in a method.
+        if buffer[method].contains(where: { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) {
+            return .invalid(.badRequest("lowercase-method"))
+        }
         // A reverse proxy is no tunnel: CONNECT is not implemented (RFC 9110 §9.3.6, §15.6.2).
-        // Methods are case-sensitive (RFC 9110 §9.1).
         let exact: (UInt8) -> UInt8 = { $0 }
         if ASCII.equals(UnsafeRawBufferPointer(rebasing: buffer[method]), "CONNECT", by: exact) {
             return .invalid(HTTPParseError(status: 501, reason: "connect-not-supported"))

@@ -11,6 +11,8 @@ public final class SharedState: Sendable {
     private let policySnapshot = Mutex<Policy?>(nil)
     let accessLog = AccessLog()
     let liveConnections = Atomic<Int>(0)
+    /// When each mismatched audience was last logged (milliseconds), across loops.
+    private let loggedAudiences = Mutex<[String: Int64]>([:])
     public let metrics: Metrics
 
     public init(config: ServerConfig, keys: KeyStore, refresher: KeyRefresher?, metrics: Metrics = Metrics()) {
@@ -25,4 +27,14 @@ public final class SharedState: Sendable {
 
     /// Installs a new policy (validated whole by the caller); loops use it from their next request.
     public func replacePolicy(_ policy: Policy) { policySnapshot.withLock { $0 = policy } }
+
+    /// Whether to log this mismatched audience now: once a minute each, whichever loop sees it.
+    func shouldLogAudience(_ audience: String, now: Int64) -> Bool {
+        loggedAudiences.withLock { logged in
+            if let last = logged[audience], now - last < 60_000 { return false }
+            if logged.count >= 64 { logged.removeAll() }
+            logged[audience] = now
+            return true
+        }
+    }
 }

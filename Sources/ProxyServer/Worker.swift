@@ -24,7 +24,6 @@ final class Worker {
     /// Counter handles by label combination: a request costs a dictionary lookup, not a registry one.
     private var requestCounters: [RequestLabels: Counter] = [:]
     private var emailDigests: [String: String] = [:]
-    private var loggedAudiences: [String: Int64] = [:]
     private var headScratch: [UInt8] = []
     private var requestCounter: UInt64 = 0
     private let requestPrefix: String
@@ -219,10 +218,7 @@ final class Worker {
     /// A genuine token for another audience: say which, once a minute per audience, because
     /// "what is my audience?" is the question operators ask most.
     private func learnAudience(_ audience: String) {
-        let now = loop.now
-        if let last = loggedAudiences[audience], now - last < 60_000 { return }
-        if loggedAudiences.count >= 64 { loggedAudiences.removeAll() }
-        loggedAudiences[audience] = now
+        guard shared.shouldLogAudience(audience, now: loop.now) else { return }
         EventLog.event(level: .notice, "audience-mismatch", [
             ("token_aud", audience), ("configured", shared.config.verifier.audiences.sorted().joined(separator: ",")),
             ("hint", "the token verified but names another audience; add it with --audience if this proxy serves it"),
@@ -239,7 +235,7 @@ final class Worker {
     /// alike), forwarding headers set, the verified identity added. Framing is re-written.
     func writeUpstreamHead(
         _ head: RequestHead, target: String?, identityHeaders: [ExtraField], routeHeaders: IdentityHeaders?,
-        stripAssertion: Bool, clientIP: String, to buffer: ByteBuffer
+        policyHeaderNames: [String], stripAssertion: Bool, clientIP: String, to buffer: ByteBuffer
     ) -> Bool {
         var extra: [ExtraField] = []
         var forwardedFor = ""
@@ -263,10 +259,11 @@ final class Worker {
             let field = head.fields[index]
             let name = head.name(of: field)
             if stripAssertion && HeaderName.identityEquals(name, "x-goog-iap-jwt-assertion") { return false }
-            // The route's own header names too (custom templates), `_` and `-` alike.
+            // Custom template names too, of this route and of every route, `_` and `-` alike.
             if let routeHeaders, routeHeaders.headers.contains(where: { HeaderName.identityEquals(name, $0.name.lowercased()) }) {
                 return false
             }
+            if policyHeaderNames.contains(where: { HeaderName.identityEquals(name, $0) }) { return false }
             return !HopByHop.isHopByHop(field, in: head) && !matcher.matches(name)
                 && !HeaderName.equals(name, "x-forwarded-for") && !HeaderName.equals(name, "x-forwarded-proto")
                 && !HeaderName.equals(name, "x-forwarded-host") && !HeaderName.equals(name, "expect")

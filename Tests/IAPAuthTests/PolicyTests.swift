@@ -87,6 +87,38 @@ struct PolicyTests {
         #expect(narrow.route(host: nil, path: path("/other"), method: "GET") == nil)
     }
 
+    @Test("Spellings apps treat alike meet the same rule: a final dot on the host, a trailing slash on an exact path, HEAD under GET")
+    func equivalentSpellings() throws {
+        let open = try list("example.com")
+        let admins = try list("admin@example.com")
+        let policy = Policy(routes: [
+            Route(name: "all", pathPrefix: "/", auth: .verified(open), identityHeaders: Self.headers),
+            Route(name: "secure-host", host: "secure.example.com", pathPrefix: "/", auth: .verified(admins), identityHeaders: Self.headers),
+            Route(name: "settings", exactPath: "/settings", auth: .verified(admins), identityHeaders: Self.headers),
+            Route(name: "export", pathPrefix: "/export", methods: ["GET"], auth: .verified(admins), identityHeaders: Self.headers),
+        ])
+        func route(_ target: String, host: String = "app.example.com", method: String = "GET") -> String? {
+            policy.route(host: host, path: path(target), method: method)?.name
+        }
+        #expect(route("/x", host: "secure.example.com.") == "secure-host")
+        #expect(route("/x", host: "Secure.Example.COM.:8443") == "secure-host")
+        #expect(route("/settings/") == "settings")
+        #expect(route("/settings//") == "settings")
+        #expect(route("/settings/x") == "all")
+        #expect(route("/export/all", method: "HEAD") == "export")
+        #expect(route("/export/all", method: "POST") == "all")
+    }
+
+    @Test("Every route's header names are known to the policy, to be stripped on every route")
+    func headerNamesAcrossRoutes() throws {
+        let tenant = IdentityHeaders([.init(name: "X-Tenant", template: "{hd}")])
+        let policy = Policy(routes: [
+            Route(name: "all", pathPrefix: "/", auth: .verified(try list("example.com")), identityHeaders: Self.headers),
+            Route(name: "tenant", pathPrefix: "/t", auth: .verified(try list("example.com")), identityHeaders: tenant),
+        ])
+        #expect(policy.identityHeaderNames == ["x-auth-request-email", "x-forwarded-email", "x-forwarded-user", "x-tenant"])
+    }
+
     @Test("A route protecting /admin cannot be side-stepped by another spelling", arguments: [
         "/admin", "/%61dmin", "//admin", "/public/../admin", "/public/%2e%2e/admin", "/admin;x", "/ADMIN", "/Admin/",
         "/public/..;/admin", "/./admin/./", "/admin/", "/admin?x=1",

@@ -2,6 +2,9 @@
 /// replaces the previous one (a broken edit never half-applies).
 public struct Policy: Sendable {
     public let routes: [Route]
+    /// Every route's identity-header names, lowercased: a client-sent header of any of these names
+    /// is removed on every route (an app may read `X-Tenant` on paths whose route does not set it).
+    public let identityHeaderNames: [String]
 
     /// Routes are tried most specific first (host before no host, exact path before prefix, longer
     /// prefix before shorter, then file order); a request that matches none is denied.
@@ -10,6 +13,7 @@ public struct Policy: Sendable {
             let (left, right) = (lhs.element.specificity, rhs.element.specificity)
             return left != right ? left > right : lhs.offset < rhs.offset
         }.map(\.element)
+        identityHeaderNames = Set(routes.flatMap { $0.identityHeaders.headers.map { $0.name.lowercased() } }).sorted()
     }
 
     /// Allow and deny entries across routes (for logs).
@@ -73,7 +77,8 @@ public struct Route: Sendable {
         self.host = host.map(Self.normalizeHost)
         self.pathPrefix = pathPrefix?.lowercased()
         self.exactPath = exactPath?.lowercased()
-        self.methods = methods
+        // Apps answer HEAD with their GET handler (Werkzeug, Express, Rails): a GET rule covers it.
+        self.methods = methods.map { $0.contains("GET") ? $0.union(["HEAD"]) : $0 }
         self.auth = auth
         self.requiredAccessLevels = requiredAccessLevels
         self.identityHeaders = identityHeaders
@@ -82,7 +87,7 @@ public struct Route: Sendable {
         self.localResponse = localResponse
     }
 
-    /// Lowercase, without the port (`Mlflow.Example.com:443` → `mlflow.example.com`).
+    /// Lowercase, without the port or a final dot (`Mlflow.Example.com.:443` → `mlflow.example.com`).
     static func normalizeHost(_ host: String) -> String {
         var host = Substring(host.lowercased())
         if host.hasPrefix("[") {
@@ -90,19 +95,25 @@ public struct Route: Sendable {
         } else if let colon = host.lastIndex(of: ":") {
             host = host[..<colon]
         }
+        if host.hasSuffix(".") { host = host.dropLast() }  // the same name, fully qualified
         return String(host)
     }
 
-    /// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apix`.
+    /// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apix`. An exact
+    /// path matches with or without a trailing slash (most apps serve both alike).
     func matches(host requestHost: String?, path: RequestPath, method: String) -> Bool {
         if let host, host != requestHost { return false }
         if let methods, !methods.contains(method) { return false }
         let key = path.matchKey
-        if let exactPath { return key == exactPath }
+        if let exactPath { return Self.withoutTrailingSlash(key) == Self.withoutTrailingSlash(exactPath) }
         guard let prefix = pathPrefix else { return true }
         if prefix == "/" || key == prefix { return true }
         guard key.hasPrefix(prefix) else { return false }
         return prefix.hasSuffix("/") || key.dropFirst(prefix.count).hasPrefix("/")
+    }
+
+    private static func withoutTrailingSlash(_ path: String) -> Substring {
+        path.count > 1 && path.hasSuffix("/") ? path.dropLast() : Substring(path)
     }
 
     /// Orders routes: host, then exact path, then prefix length, then methods.

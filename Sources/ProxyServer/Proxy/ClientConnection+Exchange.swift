@@ -35,8 +35,9 @@ extension ClientConnection {
         guard
             worker.writeUpstreamHead(
                 head, target: exchange.target, identityHeaders: exchange.identityHeaders,
-                routeHeaders: exchange.route?.identityHeaders, stripAssertion: stripAssertion, clientIP: peerIP,
-                to: upstream.outbound)
+                routeHeaders: exchange.route?.identityHeaders,
+                policyHeaderNames: worker.shared.policy?.identityHeaderNames ?? [], stripAssertion: stripAssertion,
+                clientIP: peerIP, to: upstream.outbound)
         else {
             return failExchange(status: 500, reason: "header-rewrite-failed")
         }

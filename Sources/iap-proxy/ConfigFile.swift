@@ -6,32 +6,17 @@ import Yams
 /// The YAML config file (`--config`): serve's settings plus the route table (docs/CONFIG.md).
 /// Every problem is collected with its `file:line:column`, so one run reports them all.
 struct ConfigFile {
-    var listen: String?
-    var adminListen: String?
-    var upstream: String?
+    /// Single-value settings by dotted key: `listen`, `keys.url`, `timeouts.head`, ...
+    var settings: [String: String] = [:]
     var audiences: [String]?
-    var keysURL: String?
-    var keysFile: String?
-    var keysCache: String?
-    var leeway: String?
-    var workers: String?
-    var forwardedProto: String?
-    var via: String?
-    var forwardAssertion: String?
-    var accessLog: String?
-    var logFormat: String?
-    var logLevel: String?
-    var logEmails: String?
-    var whoamiPath: String?
-    var healthPath: String?
-    var timeouts: [String: String] = [:]
-    var limits: [String: String] = [:]
     var headers: HeadersSpec?
-    var allowlist: String?
     var groups: [String: [String]] = [:]
     var routes: [RouteSpec] = []
-    /// Where each route was written, for messages about it.
+    /// `file:line:column` of each setting read, by its dotted key (`timeouts.head`, `groups.ops`).
+    var locations: [String: String] = [:]
     let path: String
+
+    func setting(_ key: String) -> String? { settings[key] }
 
     enum HeadersSpec: Equatable {
         case preset(String)
@@ -62,6 +47,11 @@ struct ConfigFile {
         var respond: String?
     }
 
+    /// Top-level keys holding one value.
+    static let scalarKeys = [
+        "listen", "admin_listen", "upstream", "leeway", "workers", "forwarded_proto", "via", "forward_assertion",
+        "access_log", "log_format", "log_level", "log_emails", "whoami_path", "health_path", "allowlist",
+    ]
     static let timeoutKeys = [
         "head", "idle", "client", "upstream_connect", "upstream", "upstream_idle", "tunnel_idle", "drain", "key_wait",
     ]
@@ -92,43 +82,22 @@ struct ConfigFile {
         }
         let reader = Reader(file: path)
         var config = ConfigFile(path: path)
-        reader.mapping(root, "the top level", keys: [
-            "listen", "admin_listen", "upstream", "audiences", "keys", "leeway", "workers", "forwarded_proto", "via", "forward_assertion",
-            "access_log", "log_format", "log_level", "log_emails", "whoami_path", "health_path", "timeouts", "limits",
-            "headers",
-            "allowlist", "groups", "routes",
-        ]) { key, value in
-            switch key {
-            case "listen": config.listen = reader.scalar(value, key)
-            case "admin_listen": config.adminListen = reader.scalar(value, key)
-            case "upstream": config.upstream = reader.scalar(value, key)
-            case "audiences": config.audiences = reader.strings(value, key)
-            case "keys":
-                reader.mapping(value, key, keys: ["url", "file", "cache"]) { name, node in
-                    let text = reader.scalar(node, "keys.\(name)")
-                    switch name {
-                    case "url": config.keysURL = text
-                    case "file": config.keysFile = text
-                    default: config.keysCache = text
-                    }
+        reader.mapping(
+            root, "the top level",
+            keys: scalarKeys + ["audiences", "keys", "timeouts", "limits", "headers", "groups", "routes"]
+        ) { key, value in
+            func scalars(_ keys: [String]) {
+                reader.mapping(value, key, keys: keys) { name, node in
+                    config.settings["\(key).\(name)"] = reader.scalar(node, "\(key).\(name)")
                 }
-            case "leeway": config.leeway = reader.scalar(value, key)
-            case "workers": config.workers = reader.scalar(value, key)
-            case "forwarded_proto": config.forwardedProto = reader.scalar(value, key)
-            case "via": config.via = reader.scalar(value, key)
-            case "forward_assertion": config.forwardAssertion = reader.scalar(value, key)
-            case "access_log": config.accessLog = reader.scalar(value, key)
-            case "log_format": config.logFormat = reader.scalar(value, key)
-            case "log_level": config.logLevel = reader.scalar(value, key)
-            case "log_emails": config.logEmails = reader.scalar(value, key)
-            case "whoami_path": config.whoamiPath = reader.scalar(value, key)
-            case "health_path": config.healthPath = reader.scalar(value, key)
-            case "timeouts":
-                reader.mapping(value, key, keys: timeoutKeys) { name, node in config.timeouts[name] = reader.scalar(node, "timeouts.\(name)") }
-            case "limits":
-                reader.mapping(value, key, keys: limitKeys) { name, node in config.limits[name] = reader.scalar(node, "limits.\(name)") }
+            }
+            switch key {
+            case _ where scalarKeys.contains(key): config.settings[key] = reader.scalar(value, key)
+            case "audiences": config.audiences = reader.strings(value, key)
+            case "keys": scalars(["url", "file", "cache"])
+            case "timeouts": scalars(timeoutKeys)
+            case "limits": scalars(limitKeys)
             case "headers": config.headers = reader.headers(value, key)
-            case "allowlist": config.allowlist = reader.scalar(value, key)
             case "groups":
                 reader.mapping(value, key, keys: nil) { name, node in config.groups[name] = reader.strings(node, "groups.\(name)") }
             case "routes":
@@ -139,14 +108,19 @@ struct ConfigFile {
             default: break
             }
         }
+        config.locations = reader.locations
         return (config, reader.problems)
     }
+
+    /// Where a setting was written, as `file:line:column: key`, for messages about its value.
+    func origin(_ key: String) -> String? { locations[key].map { "\($0): \(key)" } }
 
     /// A typed walk over Yams nodes that records problems instead of stopping at the first.
     /// A class so nested closures can record problems while a walk is under way.
     final class Reader {
         let file: String
         var problems: [String] = []
+        var locations: [String: String] = [:]
 
         init(file: String) { self.file = file }
 
@@ -173,6 +147,7 @@ struct ConfigFile {
         }
 
         func scalar(_ node: Node, _ what: String) -> String? {
+            locations[what] = location(node)
             guard case .scalar(let scalar) = node else {
                 problem(node, "\(what) must be a single value")
                 return nil
@@ -181,6 +156,7 @@ struct ConfigFile {
         }
 
         func strings(_ node: Node, _ what: String) -> [String]? {
+            locations[what] = location(node)
             guard case .sequence(let sequence) = node else {
                 problem(node, "\(what) must be a list")
                 return nil
@@ -200,6 +176,7 @@ struct ConfigFile {
 
         /// A preset name, or a map of header name to template.
         func headers(_ node: Node, _ what: String) -> HeadersSpec? {
+            locations[what] = location(node)
             if case .scalar = node { return scalar(node, what).map(HeadersSpec.preset) }
             var custom: [(String, String)] = []
             mapping(node, what, keys: nil) { name, value in

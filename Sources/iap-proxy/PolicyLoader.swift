@@ -72,13 +72,14 @@ enum PolicyLoader {
         // Groups defined in the config file.
         for (name, members) in config?.groups ?? [:] {
             let key = name.lowercased()
+            let location = config?.locations["groups.\(name)"] ?? configPath ?? ""
             guard AccessListName.isValid(key) else {
-                problems.append("\(configPath ?? ""): group name \(name.debugDescription) is not valid")
+                problems.append("\(location): group name \(name.debugDescription) is not valid")
                 continue
             }
             groups[key] = members.compactMap { text in
                 guard let entry = AccessList.parseEntry(Substring(text)), !entry.isGroup else {
-                    problems.append("\(configPath ?? ""): group \(name.debugDescription): \(text.debugDescription) is not a domain, email or *@domain")
+                    problems.append("\(location): group \(name.debugDescription): \(text.debugDescription) is not a domain, email or *@domain")
                     return nil
                 }
                 return entry
@@ -87,11 +88,11 @@ enum PolicyLoader {
 
         // The route specs: the config's, or the single allowlist route.
         var specs = config?.routes ?? []
-        let catchAllFile = allowlistPath ?? config?.allowlist
+        let catchAllFile = allowlistPath ?? config?.setting("allowlist")
         if let catchAllFile {
             if !specs.isEmpty && allowlistPath != nil {
                 problems.append("give routes in the config file or --allowlist, not both")
-            } else if specs.isEmpty || config?.allowlist != nil {
+            } else if specs.isEmpty || config?.setting("allowlist") != nil {
                 var route = ConfigFile.RouteSpec(name: "allowlist", location: catchAllFile)
                 route.pathPrefix = "/"
                 route.allow = ["file:" + catchAllFile]
@@ -102,7 +103,7 @@ enum PolicyLoader {
             problems.append("no routes: set --allowlist FILE, or routes in the config file (a request that matches no route is denied)")
         }
         // The load balancer's health check (no JWT): answered here, never forwarded, exact path only.
-        if let healthPath = healthPath ?? config?.healthPath {
+        if let healthPath = healthPath ?? config?.setting("health_path") {
             if healthPath.hasPrefix("/") {
                 var route = ConfigFile.RouteSpec(name: "health", location: "health_path")
                 route.path = healthPath
@@ -112,7 +113,8 @@ enum PolicyLoader {
                 problems.append("health-path must start with /")
             }
         }
-        let configHeaders = config?.headers.map { identityHeaders($0, at: configPath ?? "headers", problems: &problems) } ?? nil
+        let headersLocation = config?.locations["headers"] ?? configPath ?? "headers"
+        let configHeaders = config?.headers.map { identityHeaders($0, at: headersLocation, problems: &problems) } ?? nil
 
         // Entries per route (files read now, so their groups are known before resolving).
         var parsedRoutes: [(ConfigFile.RouteSpec, allow: [AccessList.Entry], deny: [AccessList.Entry])] = []

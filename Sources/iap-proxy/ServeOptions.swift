@@ -82,6 +82,14 @@ struct ServeOptions: ParsableArguments {
         func value(_ flag: String?, _ name: String, _ fromFile: String? = nil) -> String? {
             flag ?? environment["IAP_PROXY_" + name].flatMap { $0.isEmpty ? nil : $0 } ?? fromFile
         }
+        /// Where a setting's value came from, for messages: `--idle-timeout`, `IAP_PROXY_IDLE_TIMEOUT`
+        /// or `config.yaml:7:9: timeouts.idle`.
+        func origin(_ flagGiven: Bool, _ name: String, _ fileKey: String) -> String {
+            let flagName = "--" + name.lowercased().replacingOccurrences(of: "_", with: "-")
+            if flagGiven { return flagName }
+            if environment["IAP_PROXY_" + name]?.isEmpty == false { return "IAP_PROXY_" + name }
+            return file?.origin(fileKey) ?? flagName
+        }
         func list(_ flags: [String], _ name: String, _ fromFile: [String]? = nil) -> [String] {
             if !flags.isEmpty { return flags }
             let fromEnvironment = (environment["IAP_PROXY_" + name] ?? "").split(separator: ",").map {
@@ -90,12 +98,12 @@ struct ServeOptions: ParsableArguments {
             return fromEnvironment.isEmpty ? fromFile ?? [] : fromEnvironment
         }
         func number<T: FixedWidthInteger>(
-            _ flag: T?, _ name: String, _ fallback: T, _ range: ClosedRange<T>, _ fromFile: String? = nil
+            _ flag: T?, _ name: String, _ fallback: T, _ range: ClosedRange<T>, _ fileKey: String
         ) -> T {
-            let text = flag.map { "\($0)" } ?? environment["IAP_PROXY_" + name] ?? fromFile
+            let text = flag.map { "\($0)" } ?? environment["IAP_PROXY_" + name] ?? file?.setting(fileKey)
             guard let text else { return fallback }
             guard let number = T(text), range.contains(number) else {
-                problems.append("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) \(text.debugDescription) must be a number in \(range)")
+                problems.append("\(origin(flag != nil, name, fileKey)): \(text.debugDescription) must be a number in \(range)")
                 return fallback
             }
             return number
@@ -108,33 +116,43 @@ struct ServeOptions: ParsableArguments {
                 return nil
             }
         }
-        func duration(_ flag: String?, _ name: String, _ fallback: Int64, _ fromFile: String? = nil) -> Int64 {
-            guard let text = value(flag, name, fromFile) else { return fallback }
+        func duration(_ flag: String?, _ name: String, _ fallback: Int64, _ fileKey: String) -> Int64 {
+            guard let text = value(flag, name, file?.setting(fileKey)) else { return fallback }
             guard let milliseconds = Duration.milliseconds(text) else {
-                problems.append("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) \(text.debugDescription) is not a duration like 500ms, 15s, 5m or 1h")
+                problems.append("\(origin(flag != nil, name, fileKey)): \(text.debugDescription) is not a duration like 500ms, 15s, 5m or 1h")
                 return fallback
             }
             return milliseconds
         }
+        /// A setting with a fixed set of values.
+        func choice(_ flag: String?, _ name: String, _ fileKey: String, _ fallback: String, _ allowed: [String]) -> String {
+            let text = value(flag, name, file?.setting(fileKey)) ?? fallback
+            if !allowed.contains(text) {
+                let options = allowed.dropLast().joined(separator: ", ") + " or " + allowed.last!
+                problems.append("\(origin(flag != nil, name, fileKey)): \(text.debugDescription) must be \(options)")
+            }
+            return text
+        }
 
-        let listenAddress = address(value(listen, "LISTEN", file?.listen) ?? "0.0.0.0:8080", "--listen")
+        let listenAddress = address(
+            value(listen, "LISTEN", file?.setting("listen")) ?? "0.0.0.0:8080", origin(listen != nil, "LISTEN", "listen"))
         var upstreamAddress: SocketAddress?
-        if let upstream = value(upstream, "UPSTREAM", file?.upstream) {
+        if let upstream = value(upstream, "UPSTREAM", file?.setting("upstream")) {
             switch Self.upstreamHostPort(upstream) {
-            case .success(let hostPort): upstreamAddress = address(hostPort, "--upstream")
-            case .failure(let problem): problems.append(problem.description)
+            case .success(let hostPort): upstreamAddress = address(hostPort, origin(self.upstream != nil, "UPSTREAM", "upstream"))
+            case .failure(let problem): problems.append("\(origin(self.upstream != nil, "UPSTREAM", "upstream")): \(problem)")
             }
         } else {
             problems.append("no upstream: set --upstream http://HOST:PORT (IAP_PROXY_UPSTREAM)")
         }
-        let adminText = value(adminListen, "ADMIN_LISTEN", file?.adminListen) ?? "0.0.0.0:9090"
-        let adminAddress = adminText == "off" ? nil : address(adminText, "--admin-listen")
+        let adminText = value(adminListen, "ADMIN_LISTEN", file?.setting("admin_listen")) ?? "0.0.0.0:9090"
+        let adminAddress = adminText == "off" ? nil : address(adminText, origin(adminListen != nil, "ADMIN_LISTEN", "admin_listen"))
 
         var verifier: VerifierConfig?
         do throws(ConfigurationError) {
-            let leewayText = value(leeway.map { "\($0)" }, "LEEWAY", file?.leeway) ?? "30"
+            let leewayText = value(leeway.map { "\($0)" }, "LEEWAY", file?.setting("leeway")) ?? "30"
             guard let leewaySeconds = Duration.milliseconds(leewayText).map({ $0 / 1000 }) ?? (leewayText == "0" ? 0 : nil) else {
-                throw ConfigurationError(["leeway \(leewayText.debugDescription) is not a duration like 30s"])
+                throw ConfigurationError(["\(origin(leeway != nil, "LEEWAY", "leeway")): \(leewayText.debugDescription) is not a duration like 30s"])
             }
             verifier = try VerifierConfig(audiences: list(audience, "AUDIENCE", file?.audiences), leeway: leewaySeconds)
         } catch {
@@ -147,36 +165,26 @@ struct ServeOptions: ParsableArguments {
             problems.append("unknown preset \(presetName.debugDescription); choose \(IdentityHeaders.presets.keys.sorted().joined(separator: ", "))")
         }
 
-        let proto = value(forwardedProto, "FORWARDED_PROTO", file?.forwardedProto) ?? "auto"
-        let forwarded = ServerConfig.ForwardedProto(rawValue: proto)
-        if forwarded == nil { problems.append("forwarded-proto \(proto.debugDescription) must be auto, http or https") }
-        let viaText = value(via, "VIA", file?.via) ?? "false"
-        if viaText != "true" && viaText != "false" { problems.append("via must be true or false") }
-        let forwardAssertionText = value(forwardAssertion, "FORWARD_ASSERTION", file?.forwardAssertion) ?? "true"
-        if forwardAssertionText != "true" && forwardAssertionText != "false" {
-            problems.append("forward-assertion must be true or false")
+        let forwarded = ServerConfig.ForwardedProto(
+            rawValue: choice(forwardedProto, "FORWARDED_PROTO", "forwarded_proto", "auto", ["auto", "http", "https"]))
+        let viaText = choice(via, "VIA", "via", "false", ["true", "false"])
+        let forwardAssertionText = choice(forwardAssertion, "FORWARD_ASSERTION", "forward_assertion", "true", ["true", "false"])
+        let accessLogText = choice(accessLog, "ACCESS_LOG", "access_log", "on", ["on", "off"])
+        let format = LogFormat(rawValue: choice(logFormat, "LOG_FORMAT", "log_format", "json", ["json", "text"]))
+        let level = Logger.Level(rawValue: choice(
+            logLevel, "LOG_LEVEL", "log_level", "info", ["trace", "debug", "info", "notice", "warning", "error", "critical"]))
+        let emailsText = choice(logEmails, "LOG_EMAILS", "log_emails", "plain", ["plain", "hash"])
+        let whoami = value(whoamiPath, "WHOAMI_PATH", file?.setting("whoami_path")) ?? "/.iap-proxy/whoami"
+        if whoami != "off" && !whoami.hasPrefix("/") {
+            problems.append("\(origin(whoamiPath != nil, "WHOAMI_PATH", "whoami_path")): must start with / (or be off)")
         }
-        let accessLogText = value(accessLog, "ACCESS_LOG", file?.accessLog) ?? "on"
-        if accessLogText != "on" && accessLogText != "off" { problems.append("access-log must be on or off") }
-        let formatText = value(logFormat, "LOG_FORMAT", file?.logFormat) ?? "json"
-        let format = LogFormat(rawValue: formatText)
-        if format == nil { problems.append("log-format \(formatText.debugDescription) must be json or text") }
-        let levelText = value(logLevel, "LOG_LEVEL", file?.logLevel) ?? "info"
-        let level = Logger.Level(rawValue: levelText)
-        if level == nil {
-            problems.append("log-level \(levelText.debugDescription) must be trace, debug, info, notice, warning, error or critical")
-        }
-        let emailsText = value(logEmails, "LOG_EMAILS", file?.logEmails) ?? "plain"
-        if emailsText != "plain" && emailsText != "hash" { problems.append("log-emails must be plain or hash") }
-        let whoami = value(whoamiPath, "WHOAMI_PATH", file?.whoamiPath) ?? "/.iap-proxy/whoami"
-        if whoami != "off" && !whoami.hasPrefix("/") { problems.append("whoami-path must start with / (or be off)") }
 
         // Keys: a file (read now) or a URL (fetched in the background).
         var keySource: KeySource?
         // The key source is chosen as a whole: a flag or variable naming one replaces the file's.
         let overridden = value(jwksFile, "JWKS_FILE") != nil || value(jwksURL, "JWKS_URL") != nil
-        let keyFile = overridden ? value(jwksFile, "JWKS_FILE") : file?.keysFile
-        let url = overridden ? value(jwksURL, "JWKS_URL") : file?.keysURL
+        let keyFile = overridden ? value(jwksFile, "JWKS_FILE") : file?.setting("keys.file")
+        let url = overridden ? value(jwksURL, "JWKS_URL") : file?.setting("keys.url")
         if let keyFile, url != nil {
             problems.append("give --jwks-file or --jwks-url, not both (\(keyFile))")
         } else if let keyFile {
@@ -188,7 +196,7 @@ struct ServeOptions: ParsableArguments {
         } else {
             let url = url ?? KeyFetcher.googleIAPKeysURL
             if let problem = KeyFetcher.problem(withURL: url) { problems.append(problem) }
-            keySource = .url(url, cacheFile: value(jwksCache, "JWKS_CACHE", file?.keysCache))
+            keySource = .url(url, cacheFile: value(jwksCache, "JWKS_CACHE", file?.setting("keys.cache")))
         }
 
         // A policy is required: admitting every verified Google account is never the default.
@@ -207,33 +215,31 @@ struct ServeOptions: ParsableArguments {
             }
         }
 
-        let workerCount = number(workers, "WORKERS", System.coreCount, 1...256, file?.workers)
-        let fileTimeouts = file?.timeouts ?? [:]
+        let workerCount = number(workers, "WORKERS", System.coreCount, 1...256, "workers")
         var timeouts = ServerConfig.Timeouts()
-        timeouts.head = duration(headTimeout, "HEAD_TIMEOUT", timeouts.head, fileTimeouts["head"])
-        timeouts.idle = duration(idleTimeout, "IDLE_TIMEOUT", timeouts.idle, fileTimeouts["idle"])
-        timeouts.client = duration(clientTimeout, "CLIENT_TIMEOUT", timeouts.client, fileTimeouts["client"])
+        timeouts.head = duration(headTimeout, "HEAD_TIMEOUT", timeouts.head, "timeouts.head")
+        timeouts.idle = duration(idleTimeout, "IDLE_TIMEOUT", timeouts.idle, "timeouts.idle")
+        timeouts.client = duration(clientTimeout, "CLIENT_TIMEOUT", timeouts.client, "timeouts.client")
         timeouts.upstreamConnect = duration(
-            upstreamConnectTimeout, "UPSTREAM_CONNECT_TIMEOUT", timeouts.upstreamConnect, fileTimeouts["upstream_connect"])
+            upstreamConnectTimeout, "UPSTREAM_CONNECT_TIMEOUT", timeouts.upstreamConnect, "timeouts.upstream_connect")
         timeouts.upstreamResponse = duration(
-            upstreamTimeout, "UPSTREAM_TIMEOUT", timeouts.upstreamResponse, fileTimeouts["upstream"])
+            upstreamTimeout, "UPSTREAM_TIMEOUT", timeouts.upstreamResponse, "timeouts.upstream")
         timeouts.upstreamIdle = duration(
-            upstreamIdleTimeout, "UPSTREAM_IDLE_TIMEOUT", timeouts.upstreamIdle, fileTimeouts["upstream_idle"])
-        timeouts.tunnelIdle = duration(tunnelIdleTimeout, "TUNNEL_IDLE_TIMEOUT", timeouts.tunnelIdle, fileTimeouts["tunnel_idle"])
-        timeouts.drain = duration(drainTimeout, "DRAIN_TIMEOUT", timeouts.drain, fileTimeouts["drain"])
-        timeouts.keyWait = duration(keyWaitTimeout, "KEY_WAIT_TIMEOUT", timeouts.keyWait, fileTimeouts["key_wait"])
-        let fileLimits = file?.limits ?? [:]
+            upstreamIdleTimeout, "UPSTREAM_IDLE_TIMEOUT", timeouts.upstreamIdle, "timeouts.upstream_idle")
+        timeouts.tunnelIdle = duration(tunnelIdleTimeout, "TUNNEL_IDLE_TIMEOUT", timeouts.tunnelIdle, "timeouts.tunnel_idle")
+        timeouts.drain = duration(drainTimeout, "DRAIN_TIMEOUT", timeouts.drain, "timeouts.drain")
+        timeouts.keyWait = duration(keyWaitTimeout, "KEY_WAIT_TIMEOUT", timeouts.keyWait, "timeouts.key_wait")
         var limits = ServerConfig.Limits()
         limits.maximumConnections = number(
-            maxConnections, "MAX_CONNECTIONS", limits.maximumConnections, 1...1_000_000, fileLimits["max_connections"])
+            maxConnections, "MAX_CONNECTIONS", limits.maximumConnections, 1...1_000_000, "limits.max_connections")
         limits.http.maximumHeadBytes = number(
-            maxHeaderBytes, "MAX_HEADER_BYTES", limits.http.maximumHeadBytes, 1024...1 << 20, fileLimits["max_header_bytes"])
+            maxHeaderBytes, "MAX_HEADER_BYTES", limits.http.maximumHeadBytes, 1024...1 << 20, "limits.max_header_bytes")
         limits.http.maximumTargetBytes = number(
-            maxURIBytes, "MAX_URI_BYTES", limits.http.maximumTargetBytes, 256...1 << 20, fileLimits["max_uri_bytes"])
+            maxURIBytes, "MAX_URI_BYTES", limits.http.maximumTargetBytes, 256...1 << 20, "limits.max_uri_bytes")
         limits.writeHighWater = number(
-            writeHighWater, "WRITE_HIGH_WATER", limits.writeHighWater, 16 * 1024...64 << 20, fileLimits["write_high_water"])
+            writeHighWater, "WRITE_HIGH_WATER", limits.writeHighWater, 16 * 1024...64 << 20, "limits.write_high_water")
         limits.upstreamPoolSize = number(
-            upstreamPoolSize, "UPSTREAM_POOL_SIZE", limits.upstreamPoolSize, 0...65536, fileLimits["upstream_pool_size"])
+            upstreamPoolSize, "UPSTREAM_POOL_SIZE", limits.upstreamPoolSize, 0...65536, "limits.upstream_pool_size")
 
         guard problems.isEmpty, let listenAddress, let upstreamAddress, let verifier, let identityHeaders,
             let forwarded, let keySource, let policy, let format, let level

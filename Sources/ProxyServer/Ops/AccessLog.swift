@@ -228,11 +228,9 @@ struct EventLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-        file: String, function: String, line: UInt
-    ) {
-        let fields = metadata.merging(explicit ?? [:]) { $1 }.sorted { $0.key < $1.key }
+    func log(event: LogEvent) {
+        let (level, message) = (event.level, event.message)
+        let fields = metadata.merging(event.metadata ?? [:]) { $1 }.sorted { $0.key < $1.key }
         var clock = LogClock()
         var text: [UInt8] = []
         switch format {

@@ -353,7 +353,7 @@ final class Worker {
         if shared.config.hashEmails, let email = record.email { record.email = hashedEmail(email) }
         let head = exchange.head
         let method = head.map { $0.bytes[$0.method] } ?? []
-        let path = head.map { $0.bytes[$0.target] } ?? []
+        let path = head.map { AccessRecord.redactingSecrets($0.bytes[$0.target]) } ?? []
         switch shared.config.logFormat {
         case .json:
             record.appendJSON(

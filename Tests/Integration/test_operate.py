@@ -122,6 +122,16 @@ def test_json_log_lines_have_their_fields(proxy, token, env):
     assert line["reason"] == "not-allowlisted" and line["email"] == "eve@evil.example"
 
 
+def test_credentials_in_query_strings_are_not_logged(proxy, token):
+    # JupyterHub API tokens and OAuth codes travel in query strings; the app still gets them.
+    target = "/hub/api/user?token=s3cr3t-api-token&a=1&CODE=oauth-code&tokens=kept&empty"
+    resp = http(proxy.port, "GET", target, token=token)
+    assert resp.json()["target"] == target
+    line = proxy.wait_access(lambda l: l.get("path", "").startswith("/hub/api/user"))
+    assert line["path"] == "/hub/api/user?token=REDACTED&a=1&CODE=REDACTED&tokens=kept&empty", line
+    assert "s3cr3t" not in proxy.output_tail(200) and "oauth-code" not in proxy.output_tail(200)
+
+
 def test_text_logs_and_hashed_emails(serve, env):
     proxy = Proc([BIN, "serve", *env.serve_args(extra=["--log-format", "text", "--log-emails", "hash"])], name="serve")
     try:

@@ -76,6 +76,31 @@ struct AccessRecord {
 }
 
 extension AccessRecord {
+    /// Query parameters whose values are credentials (JupyterHub's `?token=`, OAuth's `code`):
+    /// logged as `REDACTED`, as the apps' own logs do.
+    static let secretParameters: Set<String> = [
+        "token", "access_token", "id_token", "refresh_token", "api_key", "apikey", "key", "password", "secret",
+        "client_secret", "code", "sig", "signature", "x-amz-signature", "x-goog-signature",
+    ]
+
+    /// The request target for the log, with the values of `secretParameters` replaced.
+    static func redactingSecrets(_ target: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        guard let question = target.firstIndex(of: UInt8(ascii: "?")) else { return target }  // the usual case
+        var redacted = Array(target[...question])
+        for (index, pair) in target[(question + 1)...].split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false).enumerated() {
+            if index > 0 { redacted.append(UInt8(ascii: "&")) }
+            let equals = pair.firstIndex(of: UInt8(ascii: "="))
+            let name = String(decoding: pair[..<(equals ?? pair.endIndex)], as: UTF8.self).lowercased()
+            if let equals, secretParameters.contains(name) {
+                redacted += pair[...equals]
+                redacted += "REDACTED".utf8
+            } else {
+                redacted += pair
+            }
+        }
+        return redacted[...]
+    }
+
     /// The same record as `key=value` text (`--log-format text`).
     func appendText(
         requestID: String, client: String, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,

@@ -11,6 +11,8 @@ final class Listener: LoopHandler {
     private let mayAccept: () -> Bool
     private let onAccept: (Int32, SocketAddress) -> Void
     private var paused = false
+    /// Out of descriptors or memory: accepting stays paused until then (monotonic ms).
+    private var resourcesBackoffUntil: Int64 = 0
     let port: UInt16
 
     init(
@@ -34,8 +36,20 @@ final class Listener: LoopHandler {
         // Accept a bounded batch per wake-up (level-triggered: more will be reported).
         for _ in 0..<128 {
             if !mayAccept() { return pause() }
-            guard let (connection, peer) = try? Socket.accept(fd) else { return }
-            onAccept(connection, peer)
+            do {
+                guard let (connection, peer) = try Socket.accept(fd) else { return }
+                onAccept(connection, peer)
+            } catch {
+                switch error.errno {
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // The connection stays in the backlog and the listener stays readable: without
+                    // a pause the loop would spin. Retry once descriptors may have been freed.
+                    resourcesBackoffUntil = loop.now + 100
+                    return pause()
+                default:
+                    continue  // this connection failed (ECONNABORTED, ...): take the next
+                }
+            }
         }
     }
 
@@ -48,7 +62,7 @@ final class Listener: LoopHandler {
     }
 
     func resumeIfPossible() {
-        guard paused, mayAccept(), let token else { return }
+        guard paused, loop.now >= resourcesBackoffUntil, mayAccept(), let token else { return }
         paused = false
         loop.modify(fd, token: token, interest: Readiness.readable)
     }

@@ -78,7 +78,11 @@ final class ClientConnection: LoopHandler {
     func advance() {
         switch state {
         case .readingHead: readHead()
-        case .exchanging: pumpRequestBody()
+        case .exchanging:
+            pumpRequestBody()
+            // Response bytes that waited in the upstream's buffer while the client was slow: the
+            // upstream may have nothing more to send, so no upstream event would move them.
+            if let upstream = exchange?.upstream, !upstream.readPaused, !upstream.inbound.isEmpty { pumpResponse() }
         case .tunnel: pumpTunnel()
         case .closing: if outbound.isEmpty { close() }
         case .awaitingKeys, .closed: break
@@ -120,6 +124,10 @@ final class ClientConnection: LoopHandler {
             {
                 upstream.readPaused = false
                 upstream.updateInterest()
+            }
+            // Room again for answers to a pipelining client (see `finish`); `advance` reads on.
+            if case .readingHead = state, readPaused, outbound.count < config.limits.writeHighWater {
+                readPaused = false
             }
             return true
         } catch {
@@ -220,7 +228,7 @@ final class ClientConnection: LoopHandler {
     // MARK: Request heads
 
     private func readHead() {
-        while case .readingHead = state {
+        while case .readingHead = state, !readPaused {
             guard !inbound.isEmpty else {
                 inbound.releaseIfEmpty()
                 if sawEOF { close() }
@@ -351,8 +359,10 @@ final class ClientConnection: LoopHandler {
         if keepAlive && !sawEOF && !worker.draining {
             state = .readingHead
             deadline = worker.loop.now + (inbound.isEmpty ? config.timeouts.idle : config.timeouts.head)
-            readPaused = false
-            readHead()  // a pipelined request may already be here
+            // A client that pipelines and does not read: answer its next request (a pipelined
+            // 401 costs us nothing to make) only once it has read what is queued.
+            readPaused = outbound.count >= config.limits.writeHighWater
+            if !readPaused { readHead() }  // a pipelined request may already be here
         } else {
             state = .closing
             deadline = worker.loop.now + config.timeouts.client

@@ -13,6 +13,8 @@
 #   iap                iap-proxy serve, the same token on every request (its cache applies)
 #   iap-fresh          iap-proxy serve, a different token on every request (restarted before each
 #                      run, and the pool is larger than the requests of a run: no cache hits)
+#   iap-policy         iap like the above with a large policy: 50 routes and a 10,000-entry
+#                      allowlist, the request matching the last route and entry (compare with iap)
 #
 # Usage: bench/run.sh [--quick] [--rounds N] [--duration S] [--warmup S] [--conns "64 1000"]
 #                     [--bodies "small 16k"] [--scenarios "direct nginx ..."] [--retries N] [--no-build]
@@ -29,7 +31,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-ALL_SCENARIOS="direct nginx haproxy haproxy-jwt iap haproxy-jwt-fresh iap-fresh"
+ALL_SCENARIOS="direct nginx haproxy haproxy-jwt iap iap-policy haproxy-jwt-fresh iap-fresh"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -99,7 +101,7 @@ make_content
 make_keys
 mint_check_tokens
 
-read -r P_ORIGIN P_NGINX P_HAPROXY P_HJWT P_IAP P_IAPF <<<"$(free_ports 6)"
+read -r P_ORIGIN P_NGINX P_HAPROXY P_HJWT P_IAP P_IAPF P_IAPP <<<"$(free_ports 7)"
 start_origin "$P_ORIGIN"
 PORT_OF[direct]=$P_ORIGIN
 PID_OF[direct]=${PID_OF[origin]}
@@ -111,9 +113,10 @@ if has haproxy-jwt || has haproxy-jwt-fresh; then
 fi
 has iap && start_iap iap "$P_IAP" "$P_ORIGIN"
 has iap-fresh && start_iap iap-fresh "$P_IAPF" "$P_ORIGIN"
+has iap-policy && start_iap iap-policy "$P_IAPP" "$P_ORIGIN" "$(large_policy)"
 
 # Every backend serves both bodies intact; the verifying ones refuse every bad token.
-for s in origin nginx haproxy haproxy-jwt iap iap-fresh; do
+for s in origin nginx haproxy haproxy-jwt iap iap-fresh iap-policy; do
     [ -n "${PID_OF[$s]:-}" ] || continue
     http_check "$s" /small "$BENCH_TMP/tok-valid" 200 "$SMALL_BYTES" || die "$s does not serve /small"
     http_check "$s" /16k "$BENCH_TMP/tok-valid" 200 "$LARGE_BYTES" || die "$s does not serve /16k"
@@ -121,7 +124,7 @@ done
 if [ -n "${PID_OF[haproxy-jwt]:-}" ]; then
     printf 'haproxy-jwt rejects: ' >&2; check_auth haproxy-jwt 403
 fi
-for s in iap iap-fresh; do
+for s in iap iap-fresh iap-policy; do
     [ -n "${PID_OF[$s]:-}" ] || continue
     printf '%s rejects: ' "$s" >&2; check_auth "$s" '401|403'
 done
@@ -188,7 +191,7 @@ measure_once() { # scenario conns body round attempt -> ROW (a CSV line) and NOI
     local s=$1 c=$2 body=$3 rd=$4 attempt=$5 mode tokens warm_tokens server url out
     server=${s%-fresh}
     case $s in
-        direct|nginx|haproxy|haproxy-jwt|iap) mode=static; tokens=$BENCH_TMP/tok-static; warm_tokens=$tokens ;;
+        direct|nginx|haproxy|haproxy-jwt|iap|iap-policy) mode=static; tokens=$BENCH_TMP/tok-static; warm_tokens=$tokens ;;
         *-fresh) mode=pool; tokens=$BENCH_TMP/tok-pool; warm_tokens=$BENCH_TMP/tok-warm ;;
     esac
     refresh_tokens "$mode"

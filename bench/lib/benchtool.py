@@ -175,6 +175,7 @@ RATIOS = [
     ("iap-fresh / haproxy-jwt-fresh (req/s)", "iap-fresh", "haproxy-jwt-fresh", "rps", "≥ 1.2", lambda r: r >= 1.2),
     ("iap-fresh / haproxy-jwt (req/s)", "iap-fresh", "haproxy-jwt", "rps", "", None),
     ("iap p99 / nginx p99", "iap", "nginx", "p99_us", "≤ 1.5", lambda r: r <= 1.5),
+    ("iap-policy / iap (req/s)", "iap-policy", "iap", "rps", "≥ 0.95", lambda r: r >= 0.95),
     ("nginx / direct (req/s)", "nginx", "direct", "rps", "", None),
     ("haproxy / nginx (req/s)", "haproxy", "nginx", "rps", "", None),
     ("haproxy-jwt / haproxy (req/s)", "haproxy-jwt", "haproxy", "rps", "", None),

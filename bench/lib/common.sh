@@ -125,7 +125,8 @@ stage_iap_proxy() {
 # `serve` exists when its help mentions --upstream (an unknown subcommand's --help prints the
 # top-level help and still exits 0, so the exit code alone proves nothing).
 iap_serve_available() {
-    [ -x "$IAP_PROXY" ] && "$IAP_PROXY" serve --help 2>&1 | grep -q -- '--upstream'
+    # grep without -q reads to the end: an early exit would SIGPIPE the help text (pipefail).
+    [ -x "$IAP_PROXY" ] && "$IAP_PROXY" serve --help 2>&1 | grep -- '--upstream' >/dev/null
 }
 
 free_ports() { tool freeport "$1"; }
@@ -386,15 +387,38 @@ start_haproxy() { # name port origin-port jwt(0|1)
     start_server "$1" "$2" "$SERVER_CPU" haproxy -db -f "$BENCH_TMP/$1.cfg"
 }
 
-start_iap() { # name port origin-port
-    local admin
+start_iap() { # name port origin-port [config-file]
+    local admin policy=(--allowlist "$BENCH_TMP/allowlist")
     admin=$(free_ports 1)
     PORT_OF[$1]=$2
+    [ -n "${4:-}" ] && policy=(--config "$4")
     # stdout is the access log (one JSON line per request, always on): /dev/null unless
     # IAP_ACCESS_LOG names a file. nginx and HAProxy run with logging off.
     SERVER_STDOUT=${IAP_ACCESS_LOG:-/dev/null} start_server "$1" "$2" "$SERVER_CPU" "$IAP_PROXY" serve --listen "127.0.0.1:$2" \
         --upstream "http://127.0.0.1:$3" --audience "$AUDIENCE" --jwks-file "$BENCH_TMP/keys/jwks.json" \
-        --allowlist "$BENCH_TMP/allowlist" --admin-listen "127.0.0.1:$admin" --workers 1
+        "${policy[@]}" --admin-listen "127.0.0.1:$admin" --workers 1
+}
+
+# A config with 49 routes more specific than the catch-all (none matching /small or /16k) and a
+# 10,000-entry allowlist (emails, domains, groups) whose last entry is the bench tokens' hd.
+large_policy() {
+    local dir=$BENCH_TMP/policy i
+    mkdir -p "$dir"
+    {
+        for i in $(seq 1 8999); do echo "user$i@corp$((i % 97)).example"; done
+        for i in $(seq 1 500); do echo "team$i.example"; done
+        echo "$HD"
+        echo "[group ops]"  # a section runs to the end of the file
+        for i in $(seq 1 500); do echo "ops$i@ops.example"; done
+    } >"$dir/allowlist.txt"
+    {
+        echo "routes:"
+        for i in $(seq 1 49); do
+            echo "  - { name: r$i, match: { path_prefix: /app$i/api }, allow: [ \"group:ops\", \"file:allowlist.txt\" ] }"
+        done
+        echo "  - { name: all, match: { path_prefix: / }, allow: [ \"file:allowlist.txt\" ] }"
+    } >"$dir/config.yaml"
+    echo "$dir/config.yaml"
 }
 
 # Connections the origin has accepted so far (its stub_status; this request is one of them).

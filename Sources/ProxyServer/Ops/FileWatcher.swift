@@ -26,7 +26,7 @@ public final class FileWatcher: Sendable {
     private let readyFD = clinux_eventfd()
     private let onChange: @Sendable (_ trigger: String) -> [String]?
     private let thread = Mutex<pthread_t?>(nil)
-    /// Seconds between looks when nothing signalled a change.
+    /// Milliseconds between looks when nothing signalled a change.
     private let pollInterval: Int32
 
     /// `onChange` returns the files to watch from then on (a reload may name new ones), or nil to

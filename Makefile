@@ -5,7 +5,7 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config curl python3-venv
 DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
-.PHONY: deps build test test-unit test-integration test-e2e test-tsan test-asan test-deploy fuzz fuzz-ci demo bench bench-verify clean
+.PHONY: deps build test test-unit test-integration test-e2e test-tsan test-asan test-deploy fuzz fuzz-ci demo bench bench-verify soak soak-ci clean
 
 deps:
 	@$(DEPS)
@@ -18,8 +18,8 @@ build: deps
 ## The full suite: unit, vector and subprocess tests, the real-socket integration suite (curl,
 ## http.client, websockets against serve), real apps end to end, everything again under TSan and
 ## ASan, a short run of each libFuzzer target, the deployment files (Dockerfile, manifests, Helm
-## chart) and the release build.
-test: test-unit test-integration test-e2e test-tsan test-asan fuzz-ci test-deploy build
+## chart), and the release build under a 60 s soak.
+test: test-unit test-integration test-e2e test-tsan test-asan fuzz-ci test-deploy soak-ci
 
 test-unit: deps
 	$(SWIFT) build --build-tests
@@ -80,6 +80,18 @@ bench: deps
 ## Verifications per second (fresh token each time) beside `openssl speed ecdsap256`.
 bench-verify: deps
 	bench/verify.sh
+
+## Soak: the release binary in front of `iap-proxy echo` under sustained mixed load (wrk or Python:
+## keep-alive GETs and POSTs, 401s and 403s, WebSockets, fresh connections) for SOAK_SECONDS
+## (default 600); fails on any unexpected status or transport error, RSS growth over 20 % + 8 MiB
+## after warm-up, or descriptor growth. `scripts/soak.sh --duration 60` is the CI length.
+soak: build
+	@scripts/install-deps.sh wrk
+	scripts/soak.sh --duration $${SOAK_SECONDS:-600} --unknown-kids-per-second 10
+
+soak-ci: build
+	@scripts/install-deps.sh wrk
+	scripts/soak.sh --duration 60 --unknown-kids-per-second 10
 
 clean:
 	rm -rf .build .build-tsan .build-asan demo-keys

@@ -16,7 +16,9 @@ final class Worker {
     private var listener: Listener?
     private var adminListener: Listener?
     private var pool: [UpstreamConnection] = []
-    private var parked: [ClientConnection] = []
+    /// Connections whose request waits for an unknown kid's refetch; each leaves on new keys, its
+    /// key-wait timeout or its close (a random-kid flood must not pile up closed connections).
+    private var parked: [ObjectIdentifier: ClientConnection] = [:]
     private(set) var clientCount = 0
     private(set) var draining = false
     private var logBuffer: [UInt8] = []
@@ -90,15 +92,16 @@ final class Worker {
         if draining && clientCount == 0 { finishDrain() }
     }
 
-    func park(_ connection: ClientConnection) { parked.append(connection) }
+    func park(_ connection: ClientConnection) { parked[ObjectIdentifier(connection)] = connection }
+    func unpark(_ connection: ClientConnection) { parked[ObjectIdentifier(connection)] = nil }
 
     // MARK: Messages from other threads
 
     private func receive(_ message: EventLoop.Message) {
         switch message {
         case .keysChanged:
-            let waiting = parked
-            parked = []
+            let waiting = parked.values
+            parked = [:]
             for connection in waiting { connection.keysChanged() }
         case .drain:
             startDrain()

@@ -174,7 +174,7 @@ def test_keys_unavailable_then_recovered(serve, env, token):
     assert _get(admin + "/healthz")[0] == 200  # alive, just not ready
     proxy.wait_event("keys-fetch-failed", timeout=15)
 
-    keys = KeyServer(port, env.jwks.read_bytes())
+    keys = KeyServer(env.jwks.read_bytes(), port=port)
     try:
         deadline = time.monotonic() + 40  # backoff 1, 2, 4, 8, 16 s (±20 %) — generous margin
         while True:

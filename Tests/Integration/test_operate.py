@@ -92,7 +92,7 @@ def test_readiness_follows_the_key_set(serve, env):
     samples = scrape(proxy)
     assert value(samples, "iap_proxy_ready") == 0 and value(samples, "iap_proxy_key_set_age_seconds") == -1
     assert value(samples, "iap_proxy_key_fetches_total", result="success") == 0
-    keys = KeyServer(port, env.jwks.read_bytes())
+    keys = KeyServer(env.jwks.read_bytes(), port=port)
     try:
         proxy.wait_for(lambda: http(proxy.admin_port, "GET", "/readyz").status == 200, 20, "ready")
         samples = scrape(proxy)

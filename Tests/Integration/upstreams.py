@@ -7,7 +7,7 @@ upstream that keeps the raw bytes it received and parses them strictly (smugglin
 from __future__ import annotations
 
 import hashlib
-import http.server
+import json
 import re
 import socket
 import struct
@@ -148,9 +148,13 @@ class UpConn:
         self.sock.sendall(data)
 
     def reset(self) -> None:
-        """Closes with RST (SO_LINGER 0)."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
+        reset(self.sock)
+
+
+def reset(sock: socket.socket) -> None:
+    """Closes with RST (SO_LINGER 0)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def simple_response(body: bytes = b"ok", status: str = "200 OK", headers: list[tuple[str, str]] | None = None) -> bytes:
@@ -484,34 +488,145 @@ def slow_reader(read_size: int = 256 * 1024, pause: float = 0.002):
     return handler
 
 
-# -- a key server -------------------------------------------------------------------------------
+# -- a key server -----------------------------------------------------------------------------
+
+OVERSIZED = 300 * 1024  # the fetcher's cap is 256 KiB
 
 
 class KeyServer:
-    """Serves a JWK set at /jwks.json on a given loopback port (http.server, threads)."""
+    """A JWK-set server on 127.0.0.1 (port 0: any free one) (raw sockets, a thread per connection, one request per
+    connection) whose behaviour is switched with `mode`:
 
-    def __init__(self, port: int, body: bytes):
-        payload = body
+    ok            200, the current `body`, Cache-Control: max-age=300
+    status500     500 with a small body
+    hang          accepts and reads the request, never answers (until stopped)
+    garbage       200 with a body that is not JSON
+    not-http      bytes that are not an HTTP response, then close
+    oversized     200, a valid-looking JSON body of 300 KiB with its Content-Length
+    oversized-chunked   the same without a length (chunked), so only the receive cap can stop it
+    reset         reads the request and resets the connection
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Cache-Control", "public, max-age=300")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+    Every request is recorded as (monotonic time, mode it was served with)."""
 
-            def log_message(self, *args):
-                pass
+    MODES = ("ok", "status500", "hang", "garbage", "not-http", "oversized", "oversized-chunked", "reset")
 
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    def __init__(self, body: bytes, port: int = 0, mode: str = "ok"):
+        self.body = body
+        self.mode = mode
+        self.script: list[str] = []
+        self.hits: list[tuple[float, str]] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/jwks.json"
+        self.socks: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
+    def set(self, mode: str | None = None, body: bytes | None = None, script: list[str] | None = None) -> None:
+        """Switches the behaviour; `script` gives one mode per coming request (the last one then
+        stays the mode)."""
+        for item in [mode, *(script or [])]:
+            assert item is None or item in self.MODES, item
+        with self.lock:
+            if body is not None:
+                self.body = body
+            if mode is not None:
+                self.mode = mode
+            self.script = list(script or [])
+
+    def count(self, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for t, _ in self.hits if t >= since)
+
+    def times(self) -> list[float]:
+        with self.lock:
+            return [t for t, _ in self.hits]
+
+    def _accept(self):
+        self.lsock.settimeout(0.1)
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.socks.append(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket):
+        try:
+            sock.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            with self.lock:
+                if self.script:
+                    self.mode = self.script.pop(0)
+                mode, body = self.mode, self.body
+                self.hits.append((time.monotonic(), mode))
+            self._answer(sock, mode, body)
+        except OSError:
+            pass
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _answer(self, sock: socket.socket, mode: str, body: bytes) -> None:
+        def head(status: str, length: int | None, extra: str = "") -> bytes:
+            framing = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
+            return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nCache-Control: public, max-age=300\r\n"
+                    f"{framing}{extra}Connection: close\r\n\r\n").encode()
+
+        if mode == "ok":
+            sock.sendall(head("200 OK", len(body)) + body)
+        elif mode == "status500":
+            page = b"internal error"
+            sock.sendall(head("500 Internal Server Error", len(page)) + page)
+        elif mode == "hang":
+            self.stopping.wait(60)
+        elif mode == "garbage":
+            page = b"<html><body>Service temporarily unavailable</body></html>"
+            sock.sendall(head("200 OK", len(page)) + page)
+        elif mode == "not-http":
+            sock.sendall(b"\x00\x01garbage that is not HTTP\r\n\r\n")
+        elif mode in ("oversized", "oversized-chunked"):
+            filler = json.dumps({"keys": [], "padding": "p" * OVERSIZED}).encode()
+            if mode == "oversized":
+                sock.sendall(head("200 OK", len(filler)))
+                for i in range(0, len(filler), 16384):
+                    sock.sendall(filler[i:i + 16384])
+            else:
+                sock.sendall(head("200 OK", None))
+                for i in range(0, len(filler), 16384):
+                    piece = filler[i:i + 16384]
+                    sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                sock.sendall(b"0\r\n\r\n")
+        elif mode == "reset":
+            reset(sock)
+
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.stopping.set()
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks = list(self.socks)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.thread.join(timeout=2)

@@ -194,6 +194,7 @@ final class ClientConnection: LoopHandler {
                 refuse(status: 408, decision: "error", reason: "head-timeout", close: true)
             }
         case .awaitingKeys(let head):
+            worker.unpark(self)
             deny(head, status: 401, reason: RejectionReason.unknownKid.rawValue)
         case .exchanging: break  // sweepExchange
         case .tunnel: closeTunnel()
@@ -375,6 +376,7 @@ final class ClientConnection: LoopHandler {
         guard !isClosed, let token else { return }
         if let upstream = exchange?.upstream ?? tunnelUpstream { upstream.close() }
         leaveTunnel()
+        if case .awaitingKeys = state { worker.unpark(self) }
         state = .closed
         worker.loop.deregister(fd, token: token)
         Glibc.close(fd)
@@ -395,6 +397,7 @@ final class ClientConnection: LoopHandler {
         }
         tunnelUpstream?.close(abort: true)
         leaveTunnel()
+        if case .awaitingKeys = state { worker.unpark(self) }
         state = .closed
         worker.loop.deregister(fd, token: token)
         Socket.abort(fd)

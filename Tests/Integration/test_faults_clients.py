@@ -173,9 +173,7 @@ def test_ten_thousand_idle_connections(serve, env, token):
     descriptors as it did at start."""
     total = IDLE_SILENT + IDLE_USED
     need = total + fd_count(os.getpid()) + 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < need:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     head_timeout, idle_timeout = 4.0, 3.0
     with nofile_limit(max(soft, need)):
         proxy = serve("--max-connections", total + 100, "--head-timeout", f"{head_timeout:g}s",

@@ -42,6 +42,7 @@ let package = Package(
         .executableTarget(name: "verify-bench", dependencies: ["IAPAuth"], path: "Sources/verify-bench"),
         .testTarget(name: "IAPAuthTests", dependencies: ["IAPAuth"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "ProxyServerTests", dependencies: ["ProxyServer", "IAPAuth"]),
         // Runs the built `iap-proxy` binary as a subprocess, as users and scripts do.
         .testTarget(name: "CommandTests", dependencies: ["iap-proxy"]),
     ],

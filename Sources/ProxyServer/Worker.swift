@@ -189,7 +189,7 @@ final class Worker {
                 headers = Self.render(route.identityHeaders, verified)
                 tokenCache.insert(
                     token, identity: verified, headers: headers, renderedFrom: route.identityHeaders,
-                    validUntil: verified.expiresAt + shared.config.verifier.leeway, generation: keys.generation, now: now)
+                    validUntil: verified.expiresAt + shared.config.verifier.leeway, generation: keys.generation)
             case .failure(let rejection):
                 if rejection.reason == .unknownKid, mayWaitForKeys, let refresher = shared.refresher {
                     refresher.requestRefetch()

@@ -5,6 +5,13 @@ import IAPAuth
 /// requests skip ECDSA (Envoy's `jwt_cache`). An entry is used only under the key-set generation
 /// it was verified with and until `exp` plus the leeway; the allowlist is still checked on every
 /// request, so a revoked user is refused at once.
+///
+/// Two generations bound it (cf. a 2Q/"clock" cache without per-entry bookkeeping): new entries go
+/// to `recent`; when it holds half the capacity it becomes `older` and the previous `older` is
+/// dropped whole, and a hit in `older` moves back to `recent`. A token in use therefore stays,
+/// expired ones age out within two turns, and no operation scans the table. (Removing a quarter
+/// of a Swift dictionary's keys in storage order instead left probe chains thousands of buckets
+/// long: 1.1 ms per lookup at 10,000 entries under fresh tokens.)
 final class TokenCache {
     private struct Entry {
         let identity: Identity
@@ -15,26 +22,27 @@ final class TokenCache {
         let generation: UInt64
     }
 
-    private var entries: [TokenKey: Entry] = [:]
-    private let capacity: Int
+    private var recent: [TokenKey: Entry] = [:]
+    private var older: [TokenKey: Entry] = [:]
+    private let generationSize: Int
     private(set) var hits = 0
     private(set) var misses = 0
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int) { generationSize = capacity > 0 ? max(1, capacity / 2) : 0 }
 
     func lookup(_ token: ArraySlice<UInt8>, now: Int64, generation: UInt64, headers: IdentityHeaders)
         -> (Identity, [ExtraField])?
     {
         let key = TokenKey(token)
-        guard let entry = entries[key] else {
+        var entry = recent[key]
+        let fromOlder = entry == nil
+        if fromOlder { entry = older.removeValue(forKey: key) }
+        guard let entry, entry.generation == generation, now <= entry.validUntil else {
+            if !fromOlder { recent[key] = nil }
             misses += 1
             return nil
         }
-        guard entry.generation == generation, now <= entry.validUntil else {
-            entries[key] = nil
-            misses += 1
-            return nil
-        }
+        if fromOlder { store(key, entry) }  // still in use: keep it
         hits += 1
         guard entry.renderedFrom == headers else { return (entry.identity, Worker.render(headers, entry.identity)) }
         return (entry.identity, entry.headers)
@@ -42,24 +50,23 @@ final class TokenCache {
 
     func insert(
         _ token: ArraySlice<UInt8>, identity: Identity, headers: [ExtraField], renderedFrom: IdentityHeaders,
-        validUntil: Int64, generation: UInt64, now: Int64
+        validUntil: Int64, generation: UInt64
     ) {
-        guard capacity > 0 else { return }
-        if entries.count >= capacity { evict(now: now, generation: generation) }
+        guard generationSize > 0 else { return }
         // Store a compact copy: the slice would keep the whole request head alive.
-        entries[TokenKey(ArraySlice(Array(token)))] = Entry(
-            identity: identity, headers: headers, renderedFrom: renderedFrom, validUntil: validUntil, generation: generation)
+        store(TokenKey(ArraySlice(Array(token))), Entry(
+            identity: identity, headers: headers, renderedFrom: renderedFrom, validUntil: validUntil, generation: generation))
     }
 
-    var count: Int { entries.count }
-
-    /// Drops expired and stale entries; if the cache is still full, a quarter of it.
-    private func evict(now: Int64, generation: UInt64) {
-        entries = entries.filter { $0.value.generation == generation && now <= $0.value.validUntil }
-        if entries.count >= capacity {
-            for key in entries.keys.prefix(max(1, capacity / 4)) { entries[key] = nil }
+    private func store(_ key: TokenKey, _ entry: Entry) {
+        if recent.count >= generationSize {
+            older = recent
+            recent = Dictionary(minimumCapacity: generationSize)
         }
+        recent[key] = entry
     }
+
+    var count: Int { recent.count + older.count }
 }
 
 /// Token bytes as a dictionary key, hashed in one pass over the bytes.

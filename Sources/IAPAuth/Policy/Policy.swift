@@ -27,7 +27,8 @@ public struct Policy: Sendable {
     /// The route for a request: `host` without port, `path` normalized, `method` as sent.
     public func route(host: String?, path: RequestPath, method: String) -> Route? {
         let host = host.map(Route.normalizeHost)
-        return routes.first { $0.matches(host: host, path: path, method: method) }
+        let key = Array(path.matchKey.utf8)
+        return routes.first { $0.matches(host: host, key: key, method: method) }
     }
 
     /// The decision for an identity on a route (allow list, deny entries, access levels).
@@ -57,6 +58,9 @@ public struct Route: Sendable {
     /// Matched against the path's `matchKey`; lowercase.
     public let pathPrefix: String?
     public let exactPath: String?
+    private let pathPrefixBytes: [UInt8]?
+    /// Without a trailing slash: `/x` and `/x/` are the same exact path.
+    private let exactPathBytes: [UInt8]?
     public let methods: Set<String>?
     public let auth: Auth
     public let requiredAccessLevels: [String]
@@ -77,6 +81,8 @@ public struct Route: Sendable {
         self.host = host.map(Self.normalizeHost)
         self.pathPrefix = pathPrefix?.lowercased()
         self.exactPath = exactPath?.lowercased()
+        pathPrefixBytes = self.pathPrefix.map { Array($0.utf8) }
+        exactPathBytes = self.exactPath.map { Array(Self.withoutTrailingSlash(Array($0.utf8)[...])) }
         // Apps answer HEAD with their GET handler (Werkzeug, Express, Rails): a GET rule covers it.
         self.methods = methods.map { $0.contains("GET") ? $0.union(["HEAD"]) : $0 }
         self.auth = auth
@@ -101,19 +107,21 @@ public struct Route: Sendable {
 
     /// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apix`. An exact
     /// path matches with or without a trailing slash (most apps serve both alike).
-    func matches(host requestHost: String?, path: RequestPath, method: String) -> Bool {
+    /// `key` is the request path's `matchKey` as bytes: compared byte by byte, as paths are bytes
+    /// (String's prefix tests are Unicode-aware, and a route table is walked on every request).
+    func matches(host requestHost: String?, key: [UInt8], method: String) -> Bool {
         if let host, host != requestHost { return false }
         if let methods, !methods.contains(method) { return false }
-        let key = path.matchKey
-        if let exactPath { return Self.withoutTrailingSlash(key) == Self.withoutTrailingSlash(exactPath) }
-        guard let prefix = pathPrefix else { return true }
-        if prefix == "/" || key == prefix { return true }
-        guard key.hasPrefix(prefix) else { return false }
-        return prefix.hasSuffix("/") || key.dropFirst(prefix.count).hasPrefix("/")
+        if let exactPath = exactPathBytes { return Self.withoutTrailingSlash(key[...]) == exactPath[...] }
+        guard let prefix = pathPrefixBytes else { return true }
+        if prefix == [UInt8(ascii: "/")] { return true }  // everything, `OPTIONS *` included
+        guard key.starts(with: prefix) else { return false }
+        // Whole segments: the prefix ends with "/", or the key ends with it or goes on with "/".
+        return prefix.last == UInt8(ascii: "/") || key.count == prefix.count || key[prefix.count] == UInt8(ascii: "/")
     }
 
-    private static func withoutTrailingSlash(_ path: String) -> Substring {
-        path.count > 1 && path.hasSuffix("/") ? path.dropLast() : Substring(path)
+    private static func withoutTrailingSlash(_ path: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        path.count > 1 && path.last == UInt8(ascii: "/") ? path.dropLast() : path
     }
 
     /// Orders routes: host, then exact path, then prefix length, then methods.

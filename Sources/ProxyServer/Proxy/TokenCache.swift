@@ -1,3 +1,4 @@
+import Glibc
 import HTTP1
 import IAPAuth
 
@@ -81,6 +82,8 @@ private struct TokenKey: Hashable {
 
     static func == (lhs: TokenKey, rhs: TokenKey) -> Bool {
         lhs.bytes.count == rhs.bytes.count
-            && lhs.bytes.withUnsafeBytes { left in rhs.bytes.withUnsafeBytes { right in left.elementsEqual(right) } }
+            && lhs.bytes.withUnsafeBytes { left in
+                rhs.bytes.withUnsafeBytes { right in left.isEmpty || memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0 }
+            }
     }
 }

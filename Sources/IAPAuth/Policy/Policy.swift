@@ -44,7 +44,9 @@ public struct Policy: Sendable {
 }
 
 /// One route: what it matches and what it requires.
-public struct Route: Sendable {
+/// A class: it travels with every request (admission, exchange, log), and a reference is one retain
+/// where a copy of its fields was a dozen.
+public final class Route: Sendable {
     public enum Auth: Sendable, Equatable {
         /// A verified assertion and this access list.
         case verified(AccessList)

@@ -14,8 +14,12 @@ public struct ExtraField: Sendable {
     /// Whether the field can be written without changing the message's structure: a token name that is
     /// not a framing field (the writers own those), and a value without CR, LF or other controls.
     var isValid: Bool {
-        HeaderName.isValid(name.utf8) && value.utf8.allSatisfy(ASCII.isFieldValueByte)
-            && !isFramingField(ArraySlice(name.utf8))
+        // On the strings' own UTF-8 storage: checked for every extra field of every request.
+        var name = name
+        var value = value
+        return name.withUTF8 { name in
+            HeaderName.isValid(name) && !isFramingField(name)
+        } && value.withUTF8 { $0.allSatisfy(ASCII.isFieldValueByte) }
     }
 }
 
@@ -98,4 +102,10 @@ private func appendField(
 /// Content-Length or Transfer-Encoding, including `_` lookalikes.
 private func isFramingField(_ name: ArraySlice<UInt8>) -> Bool {
     HeaderName.identityEquals(name, "content-length") || HeaderName.identityEquals(name, "transfer-encoding")
+}
+
+private func isFramingField(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+    // Both framing names are longer than most fields: the length test settles nearly all of them.
+    guard name.count == 14 || name.count == 17 else { return false }
+    return isFramingField(ArraySlice(name))
 }

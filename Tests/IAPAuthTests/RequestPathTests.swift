@@ -52,4 +52,25 @@ struct RequestPathTests {
         #expect(try normalize("/a/..").get().path == "/")
         #expect(try normalize("*").get().path == "*")
     }
+
+    @Test("The plain-path shortcut gives what the full rules give, for every path it takes")
+    func plainShortcutAgreesWithFullRules() throws {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("aZ9.-_~/".utf8)
+        var taken = 0
+        for length in 0..<2_000 {
+            let tail = (0..<(length % 14)).map { _ in alphabet.randomElement(using: &generator)! }
+            let raw = ArraySlice([UInt8(ascii: "/")] + tail)
+            guard let plain = RequestPath.plainPath(raw) else { continue }
+            taken += 1
+            let full = try RequestPath.normalizeInFull(raw, query: nil).get()
+            #expect(plain.path == full.path && plain.matchKey == full.matchKey, "\(String(decoding: raw, as: UTF8.self))")
+        }
+        #expect(taken > 200)
+        for special in ["//a", "/a//b", "/.", "/a/./b", "/..", "/a/..", "/a;b", "/%61", "/a\\b", "/a b"] {
+            #expect(RequestPath.plainPath(ArraySlice(special.utf8)) == nil, "\(special)")
+        }
+        #expect(RequestPath.plainPath(ArraySlice("/".utf8))! == ("/", "/"))
+        #expect(RequestPath.plainPath(ArraySlice("/Hub/.x/a..b/".utf8))! == ("/Hub/.x/a..b/", "/hub/.x/a..b/"))
+    }
 }

@@ -97,6 +97,8 @@ public final class Route: Sendable {
 
     /// Lowercase, without the port or a final dot (`Mlflow.Example.com.:443` → `mlflow.example.com`).
     static func normalizeHost(_ host: String) -> String {
+        // Most Host fields are already normal (lowercase name, no port): the same string.
+        if host.utf8.last != UInt8(ascii: "."), host.utf8.allSatisfy({ isLowercaseHostByte($0) }) { return host }
         var host = Substring(host.lowercased())
         if host.hasPrefix("[") {
             if let close = host.firstIndex(of: "]") { host = host[...close] }
@@ -105,6 +107,14 @@ public final class Route: Sendable {
         }
         if host.hasSuffix(".") { host = host.dropLast() }  // the same name, fully qualified
         return String(host)
+    }
+
+    private static func isLowercaseHostByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."):
+            return true
+        default: return false
+        }
     }
 
     /// A prefix matches whole segments: `/api` matches `/api` and `/api/x`, not `/apix`. An exact
@@ -116,7 +126,7 @@ public final class Route: Sendable {
         if let methods, !methods.contains(method) { return false }
         if let exactPath = exactPathBytes { return Self.withoutTrailingSlash(key[...]) == exactPath[...] }
         guard let prefix = pathPrefixBytes else { return true }
-        if prefix == [UInt8(ascii: "/")] { return true }  // everything, `OPTIONS *` included
+        if prefix.count == 1 && prefix[0] == UInt8(ascii: "/") { return true }  // everything, `OPTIONS *` included
         guard key.starts(with: prefix) else { return false }
         // Whole segments: the prefix ends with "/", or the key ends with it or goes on with "/".
         return prefix.last == UInt8(ascii: "/") || key.count == prefix.count || key[prefix.count] == UInt8(ascii: "/")

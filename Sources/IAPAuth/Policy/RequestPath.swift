@@ -43,7 +43,44 @@ public struct RequestPath: Sendable, Equatable {
         let rawPath = bytes[..<(queryStart ?? bytes.endIndex)]
         let query = queryStart.map { String(decoding: bytes[(bytes.index(after: $0))...], as: UTF8.self) }
         guard rawPath.first == UInt8(ascii: "/") else { return .failure(.notOriginForm) }
+        if let plain = plainPath(rawPath) {
+            return .success(RequestPath(path: plain.path, query: query, matchKey: plain.matchKey, hasEncodedSlash: false))
+        }
+        return normalizeInFull(rawPath, query: query)
+    }
 
+    /// The common case: a path with nothing to decode, resolve, merge or strip (letters, digits,
+    /// `-._~` and single slashes, no `.` or `..` segment) is its own normalized form; its match
+    /// key is it lowercased. Nil for anything else, which `normalizeInFull` handles.
+    static func plainPath(_ rawPath: ArraySlice<UInt8>) -> (path: String, matchKey: String)? {
+        func isPlainSegment(_ segment: ArraySlice<UInt8>) -> Bool {
+            !segment.isEmpty && !segment.elementsEqual([UInt8(ascii: ".")])
+                && !segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")])
+        }
+        var segmentStart = rawPath.startIndex + 1
+        var hasUppercase = false
+        for index in segmentStart..<rawPath.endIndex {
+            switch rawPath[index] {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"),
+                UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                continue
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"):
+                hasUppercase = true
+            case UInt8(ascii: "/"):
+                guard isPlainSegment(rawPath[segmentStart..<index]) else { return nil }
+                segmentStart = index + 1
+            default:
+                return nil
+            }
+        }
+        let last = rawPath[segmentStart...]  // empty after a trailing slash (or for "/")
+        guard last.isEmpty || isPlainSegment(last) else { return nil }
+        let path = String(decoding: rawPath, as: UTF8.self)
+        return (path, hasUppercase ? path.lowercased() : path)
+    }
+
+    /// Every rule of the type's description, segment by segment.
+    static func normalizeInFull(_ rawPath: ArraySlice<UInt8>, query: String?) -> Result<RequestPath, Failure> {
         // Decode escapes segment by segment (an encoded "/" must not create a segment boundary).
         var segments: [[UInt8]] = []
         var hasEncodedSlash = false

@@ -7,7 +7,7 @@ import IAPAuth
 /// it was verified with and until `exp` plus the leeway; the allowlist is still checked on every
 /// request, so a revoked user is refused at once.
 ///
-/// Two generations bound it (cf. a 2Q/"clock" cache without per-entry bookkeeping): new entries go
+/// Two generations bound it, without per-entry bookkeeping: new entries go
 /// to `recent`; when it holds half the capacity it becomes `older` and the previous `older` is
 /// dropped whole, and a hit in `older` moves back to `recent`. A token in use therefore stays,
 /// expired ones age out within two turns, and no operation scans the table. (Removing a quarter

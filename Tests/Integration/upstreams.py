@@ -164,14 +164,15 @@ def simple_response(body: bytes = b"ok", status: str = "200 OK", headers: list[t
 
 
 class PyUpstream:
-    """A threaded TCP server on 127.0.0.1:0 calling handler(upstream, conn) per connection."""
+    """A threaded TCP server on 127.0.0.1 (port 0: any free one) calling handler(upstream, conn)
+    per connection."""
 
-    def __init__(self, handler, name: str = "py-upstream"):
+    def __init__(self, handler, name: str = "py-upstream", port: int = 0):
         self.handler = handler
         self.name = name
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind(("127.0.0.1", port))
         self.lsock.listen(128)
         self.port = self.lsock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -494,7 +495,7 @@ OVERSIZED = 300 * 1024  # the fetcher's cap is 256 KiB
 
 
 class KeyServer:
-    """A JWK-set server on 127.0.0.1 (port 0: any free one) (raw sockets, a thread per connection, one request per
+    """A JWK-set server on 127.0.0.1 (a PyUpstream: port 0 is any free one; one request per
     connection) whose behaviour is switched with `mode`:
 
     ok            200, the current `body`, Cache-Control: max-age=300
@@ -516,16 +517,9 @@ class KeyServer:
         self.script: list[str] = []
         self.hits: list[tuple[float, str]] = []
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
+        self.server = PyUpstream(self._serve, name="key-server", port=port)
+        self.port = self.server.port
         self.url = f"http://127.0.0.1:{self.port}/jwks.json"
-        self.socks: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
 
     def set(self, mode: str | None = None, body: bytes | None = None, script: list[str] | None = None) -> None:
         """Switches the behaviour; `script` gives one mode per coming request (the last one then
@@ -547,41 +541,15 @@ class KeyServer:
         with self.lock:
             return [t for t, _ in self.hits]
 
-    def _accept(self):
-        self.lsock.settimeout(0.1)
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.socks.append(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket):
-        try:
-            sock.settimeout(10)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            with self.lock:
-                if self.script:
-                    self.mode = self.script.pop(0)
-                mode, body = self.mode, self.body
-                self.hits.append((time.monotonic(), mode))
-            self._answer(sock, mode, body)
-        except OSError:
-            pass
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def _serve(self, up: PyUpstream, conn: UpConn):
+        if conn.read_request() is None:
+            return
+        with self.lock:
+            if self.script:
+                self.mode = self.script.pop(0)
+            mode, body = self.mode, self.body
+            self.hits.append((time.monotonic(), mode))
+        self._answer(conn.sock, mode, body)
 
     def _answer(self, sock: socket.socket, mode: str, body: bytes) -> None:
         def head(status: str, length: int | None, extra: str = "") -> bytes:
@@ -595,7 +563,7 @@ class KeyServer:
             page = b"internal error"
             sock.sendall(head("500 Internal Server Error", len(page)) + page)
         elif mode == "hang":
-            self.stopping.wait(60)
+            self.server.stopping.wait(60)
         elif mode == "garbage":
             page = b"<html><body>Service temporarily unavailable</body></html>"
             sock.sendall(head("200 OK", len(page)) + page)
@@ -617,16 +585,4 @@ class KeyServer:
             reset(sock)
 
     def stop(self):
-        self.stopping.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks = list(self.socks)
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.thread.join(timeout=2)
+        self.server.stop()

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import IAPAuth
@@ -18,6 +19,33 @@ struct EncodingTests {
             #expect(Base64URL.decode(bad) == nil, "\(bad.debugDescription)")
         }
         #expect(Base64URL.decode("Zm9w") == Array("fop".utf8))
+    }
+
+    @Test("base64url decoding agrees with Foundation's base64 on random strings")
+    func base64urlAgreesWithFoundation() {
+        // Mostly the alphabet, sometimes a foreign byte; Foundation (after mapping -_ to +/ and
+        // padding) is the oracle, plus the canonical rule it does not enforce: zero unused bits.
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        let foreign = Array("+/=. \n\0é".utf8)
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5000 {
+            let length = Int.random(in: 0...24, using: &generator)
+            let text: [UInt8] = (0..<length).map { _ in
+                Int.random(in: 0..<50, using: &generator) == 0
+                    ? foreign.randomElement(using: &generator)! : alphabet.randomElement(using: &generator)!
+            }
+            var standard = String(decoding: text, as: UTF8.self)
+                .replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            let foundationInput = !text.contains(where: { foreign.contains($0) }) && length % 4 != 1
+            standard += String(repeating: "=", count: (4 - length % 4) % 4)
+            var expected = foundationInput ? Data(base64Encoded: standard).map { [UInt8]($0) } : nil
+            if let bytes = expected, Base64URL.encode(bytes) != String(decoding: text, as: UTF8.self) {
+                expected = nil  // non-zero unused bits: Foundation accepts, canonical decoding must not
+            }
+            let decoded = text.withUnsafeBytes { Base64URL.decode($0) }
+            #expect(decoded == expected, "\(String(decoding: text, as: UTF8.self).debugDescription)")
+            #expect(text.withUnsafeBytes { Base64URL.isCanonical($0) } == (expected != nil))
+        }
     }
 
     @Test("JSON: the RFC 8259 grammar, strictly")

@@ -13,26 +13,48 @@ public enum Base64URL {
     }()
 
     /// Decodes `input`, or returns nil when it is not canonical unpadded base64url.
+    /// One pass: the alphabet check rides along with the decoding (a token's three segments are
+    /// decoded on every fresh verification).
     public static func decode(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard isCanonical(input) else { return nil }
         let count = input.count
-        return [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { output, initialized in
+        guard count % 4 != 1 else { return nil }
+        var foreign: UInt8 = 0  // any table entry of 0xFF marks a byte outside the alphabet
+        let decoded = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { output, initialized in
             values.withUnsafeBufferPointer { table in
-                var accumulator: UInt32 = 0
-                var bits: UInt32 = 0
+                func value(_ offset: Int) -> UInt32 {
+                    let entry = table[Int(input[offset])]
+                    foreign |= entry
+                    return UInt32(entry)
+                }
+                var read = 0
                 var written = 0
-                for byte in input {
-                    accumulator = (accumulator << 6) | UInt32(table[Int(byte)])
-                    bits += 6
-                    if bits >= 8 {
-                        bits -= 8
-                        output[written] = UInt8(truncatingIfNeeded: accumulator >> bits)
-                        written += 1
-                    }
+                while count - read >= 4 {  // four characters, three bytes
+                    let quad = value(read) << 18 | value(read + 1) << 12 | value(read + 2) << 6 | value(read + 3)
+                    output[written] = UInt8(truncatingIfNeeded: quad >> 16)
+                    output[written + 1] = UInt8(truncatingIfNeeded: quad >> 8)
+                    output[written + 2] = UInt8(truncatingIfNeeded: quad)
+                    read += 4
+                    written += 3
+                }
+                switch count - read {
+                case 2:
+                    let last = value(read + 1)
+                    foreign |= last & 0x0F == 0 ? 0 : 0xFF  // unused low bits must be zero
+                    output[written] = UInt8(truncatingIfNeeded: value(read) << 2 | last >> 4)
+                    written += 1
+                case 3:
+                    let last = value(read + 2)
+                    foreign |= last & 0x03 == 0 ? 0 : 0xFF
+                    let triple = value(read) << 12 | value(read + 1) << 6 | last
+                    output[written] = UInt8(truncatingIfNeeded: triple >> 10)
+                    output[written + 1] = UInt8(truncatingIfNeeded: triple >> 2)
+                    written += 2
+                default: break
                 }
                 initialized = written
             }
         }
+        return foreign & 0x80 == 0 ? decoded : nil
     }
 
     public static func decode(_ input: some StringProtocol) -> [UInt8]? {
@@ -45,8 +67,9 @@ public enum Base64URL {
         let count = input.count
         if count % 4 == 1 { return false }
         return values.withUnsafeBufferPointer { table in
-            for byte in input where table[Int(byte)] == 0xFF { return false }
-            guard let last = input.last else { return true }
+            var foreign: UInt8 = 0
+            for byte in input { foreign |= table[Int(byte)] }
+            guard foreign & 0x80 == 0, let last = input.last else { return foreign & 0x80 == 0 }
             let value = table[Int(last)]
             switch count % 4 {
             case 2: return value & 0x0F == 0

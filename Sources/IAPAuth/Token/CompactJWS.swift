@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A compact JWS split into its three segments, as byte ranges of the token (no copies).
 struct CompactJWS {
     let header: Range<Int>
@@ -11,23 +15,26 @@ struct CompactJWS {
     /// (DESIGN rule 2). Anything else — JSON serialization, whitespace, padding, a fourth
     /// segment, an oversized token — is not a compact JWS.
     static func split(_ token: UnsafeRawBufferPointer, maximumBytes: Int) -> CompactJWS? {
-        guard token.count <= maximumBytes, let segments = segments(of: token) else { return nil }
-        for segment in segments {
-            guard Base64URL.isCanonical(UnsafeRawBufferPointer(rebasing: token[segment])) else { return nil }
+        guard token.count <= maximumBytes, let (header, payload, signature) = segments(of: token) else { return nil }
+        func isCanonical(_ segment: Range<Int>) -> Bool {
+            Base64URL.isCanonical(UnsafeRawBufferPointer(rebasing: token[segment]))
         }
-        return CompactJWS(header: segments[0], payload: segments[1], signature: segments[2])
+        guard isCanonical(header), isCanonical(payload), isCanonical(signature) else { return nil }
+        return CompactJWS(header: header, payload: payload, signature: signature)
     }
 
     /// The ranges of exactly three non-empty dot-separated segments, or nil.
-    static func segments(of token: UnsafeRawBufferPointer) -> [Range<Int>]? {
-        var dots: [Int] = []
-        for (index, byte) in token.enumerated() where byte == UInt8(ascii: ".") {
-            dots.append(index)
-            if dots.count > 2 { return nil }
+    static func segments(of token: UnsafeRawBufferPointer) -> (Range<Int>, Range<Int>, Range<Int>)? {
+        guard let base = token.baseAddress else { return nil }
+        func dot(after start: Int) -> Int? {  // memchr: tokens are long and this runs per request
+            guard start < token.count, let found = memchr(base + start, Int32(UInt8(ascii: ".")), token.count - start)
+            else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
         }
-        guard dots.count == 2 else { return nil }
-        let segments = [0..<dots[0], (dots[0] + 1)..<dots[1], (dots[1] + 1)..<token.count]
-        return segments.allSatisfy { !$0.isEmpty } ? segments : nil
+        guard let first = dot(after: 0), let second = dot(after: first + 1), dot(after: second + 1) == nil,
+            first > 0, second > first + 1, second < token.count - 1
+        else { return nil }
+        return (0..<first, (first + 1)..<second, (second + 1)..<token.count)
     }
 }
 

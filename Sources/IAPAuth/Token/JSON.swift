@@ -127,6 +127,7 @@ private struct JSONParser {
         guard depth <= JSONValue.maximumDepth else { throw error("nesting too deep") }
         index += 1  // "{"
         var members: [JSONObject.Member] = []
+        members.reserveCapacity(8)  // claims and JOSE headers: one allocation, no regrowth
         skipWhitespace()
         if index < bytes.count && bytes[index] == UInt8(ascii: "}") {
             index += 1

@@ -107,5 +107,6 @@ private func isFramingField(_ name: ArraySlice<UInt8>) -> Bool {
 private func isFramingField(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
     // Both framing names are longer than most fields: the length test settles nearly all of them.
     guard name.count == 14 || name.count == 17 else { return false }
-    return isFramingField(ArraySlice(name))
+    let bytes = UnsafeRawBufferPointer(name)
+    return HeaderName.identityEquals(bytes, "content-length") || HeaderName.identityEquals(bytes, "transfer-encoding")
 }

@@ -4,11 +4,15 @@
 public enum HeaderName {
     /// Whether `name` equals `lowercaseName` ignoring ASCII case (`_` and `-` stay distinct).
     public static func equals(_ name: ArraySlice<UInt8>, _ lowercaseName: String) -> Bool {
-        compare(name, lowercaseName, by: ASCII.lowercased)
+        name.withUnsafeBytes { compare($0, lowercaseName, by: ASCII.lowercased) }
     }
 
     /// Whether two names are the same identity name: ASCII case-insensitive, with `_` equal to `-`.
     public static func identityEquals(_ name: ArraySlice<UInt8>, _ other: String) -> Bool {
+        name.withUnsafeBytes { compare($0, other, by: ASCII.normalizedNameByte) }
+    }
+
+    public static func identityEquals(_ name: UnsafeRawBufferPointer, _ other: String) -> Bool {
         compare(name, other, by: ASCII.normalizedNameByte)
     }
 
@@ -23,12 +27,10 @@ public enum HeaderName {
     }
 
     /// Compares after mapping both sides through `map`, without allocating.
-    private static func compare(_ name: ArraySlice<UInt8>, _ other: String, by map: (UInt8) -> UInt8) -> Bool {
+    private static func compare(_ name: UnsafeRawBufferPointer, _ other: String, by map: (UInt8) -> UInt8) -> Bool {
         let utf8 = other.utf8
         guard name.count == utf8.count else { return false }
-        return name.withUnsafeBytes { bytes in
-            utf8.withContiguousStorageIfAvailable { ASCII.equals(bytes, UnsafeRawBufferPointer($0), by: map) }
-                ?? zip(bytes, utf8).allSatisfy { map($0) == map($1) }
-        }
+        return utf8.withContiguousStorageIfAvailable { ASCII.equals(name, UnsafeRawBufferPointer($0), by: map) }
+            ?? zip(name, utf8).allSatisfy { map($0) == map($1) }
     }
 }

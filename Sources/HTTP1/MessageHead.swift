@@ -23,12 +23,12 @@ extension MessageHead {
 
     /// The value of the first field named `lowercaseName` (ASCII case-insensitive), if any.
     public func value(_ lowercaseName: String) -> ArraySlice<UInt8>? {
-        fields.first { nameEquals($0, lowercaseName) }.map(value(of:))
+        fields.first { nameEquals($0, lowercaseName) }.map { value(of: $0) }  // not `map(value(of:))`: that boxes self
     }
 
     /// The values of every field named `lowercaseName`, in received order.
     public func values(named lowercaseName: String) -> [ArraySlice<UInt8>] {
-        fields.filter { nameEquals($0, lowercaseName) }.map(value(of:))
+        fields.filter { nameEquals($0, lowercaseName) }.map { value(of: $0) }
     }
 
     /// The first value named `lowercaseName` as a String (tests and logging; not for the hot path).

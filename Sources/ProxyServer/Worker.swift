@@ -241,6 +241,7 @@ final class Worker {
         policyHeaderNames: [String], stripAssertion: Bool, clientIP: String, to buffer: ByteBuffer
     ) -> Bool {
         var extra: [ExtraField] = []
+        extra.reserveCapacity(6 + identityHeaders.count)
         var forwardedFor = ""
         for field in head.fields where head.nameEquals(field, "x-forwarded-for") {
             forwardedFor += String(decoding: head.value(of: field), as: UTF8.self) + ", "
@@ -263,7 +264,7 @@ final class Worker {
             let name = head.name(of: field)
             if stripAssertion && HeaderName.identityEquals(name, "x-goog-iap-jwt-assertion") { return false }
             // Custom template names too, of this route and of every route, `_` and `-` alike.
-            if let routeHeaders, routeHeaders.headers.contains(where: { HeaderName.identityEquals(name, $0.name.lowercased()) }) {
+            if let routeHeaders, routeHeaders.headers.contains(where: { HeaderName.identityEquals(name, $0.name) }) {
                 return false
             }
             if policyHeaderNames.contains(where: { HeaderName.identityEquals(name, $0) }) { return false }

@@ -5,6 +5,8 @@ public struct Policy: Sendable {
     /// Every route's identity-header names, lowercased: a client-sent header of any of these names
     /// is removed on every route (an app may read `X-Tenant` on paths whose route does not set it).
     public let identityHeaderNames: [String]
+    /// Some route names a host: only then is the request's Host normalized for matching.
+    private let matchesHosts: Bool
 
     /// Routes are tried most specific first (host before no host, exact path before prefix, longer
     /// prefix before shorter, then file order); a request that matches none is denied.
@@ -14,6 +16,7 @@ public struct Policy: Sendable {
             return left != right ? left > right : lhs.offset < rhs.offset
         }.map(\.element)
         identityHeaderNames = Set(routes.flatMap { $0.identityHeaders.headers.map { $0.name.lowercased() } }).sorted()
+        matchesHosts = routes.contains { $0.host != nil }
     }
 
     /// Allow and deny entries across routes (for logs).
@@ -26,9 +29,9 @@ public struct Policy: Sendable {
 
     /// The route for a request: `host` without port, `path` normalized, `method` as sent.
     public func route(host: String?, path: RequestPath, method: String) -> Route? {
-        let host = host.map(Route.normalizeHost)
-        let key = Array(path.matchKey.utf8)
-        return routes.first { $0.matches(host: host, key: key, method: method) }
+        let host = matchesHosts ? host.map(Route.normalizeHost) : nil
+        var matchKey = path.matchKey
+        return matchKey.withUTF8 { key in routes.first { $0.matches(host: host, key: key, method: method) } }
     }
 
     /// The decision for an identity on a route (allow list, deny entries, access levels).
@@ -84,7 +87,7 @@ public final class Route: Sendable {
         self.pathPrefix = pathPrefix?.lowercased()
         self.exactPath = exactPath?.lowercased()
         pathPrefixBytes = self.pathPrefix.map { Array($0.utf8) }
-        exactPathBytes = self.exactPath.map { Array(Self.withoutTrailingSlash(Array($0.utf8)[...])) }
+        exactPathBytes = self.exactPath.map { Array(Self.withoutTrailingSlash(Array($0.utf8))) }
         // Apps answer HEAD with their GET handler (Werkzeug, Express, Rails): a GET rule covers it.
         self.methods = methods.map { $0.contains("GET") ? $0.union(["HEAD"]) : $0 }
         self.auth = auth
@@ -121,10 +124,10 @@ public final class Route: Sendable {
     /// path matches with or without a trailing slash (most apps serve both alike).
     /// `key` is the request path's `matchKey` as bytes: compared byte by byte, as paths are bytes
     /// (String's prefix tests are Unicode-aware, and a route table is walked on every request).
-    func matches(host requestHost: String?, key: [UInt8], method: String) -> Bool {
+    func matches(host requestHost: String?, key: UnsafeBufferPointer<UInt8>, method: String) -> Bool {
         if let host, host != requestHost { return false }
         if let methods, !methods.contains(method) { return false }
-        if let exactPath = exactPathBytes { return Self.withoutTrailingSlash(key[...]) == exactPath[...] }
+        if let exactPath = exactPathBytes { return Self.withoutTrailingSlash(key).elementsEqual(exactPath) }
         guard let prefix = pathPrefixBytes else { return true }
         if prefix.count == 1 && prefix[0] == UInt8(ascii: "/") { return true }  // everything, `OPTIONS *` included
         guard key.starts(with: prefix) else { return false }
@@ -132,8 +135,8 @@ public final class Route: Sendable {
         return prefix.last == UInt8(ascii: "/") || key.count == prefix.count || key[prefix.count] == UInt8(ascii: "/")
     }
 
-    private static func withoutTrailingSlash(_ path: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        path.count > 1 && path.last == UInt8(ascii: "/") ? path.dropLast() : path
+    private static func withoutTrailingSlash<Path: BidirectionalCollection<UInt8>>(_ path: Path) -> Path.SubSequence {
+        path.count > 1 && path.last == UInt8(ascii: "/") ? path.dropLast() : path[...]
     }
 
     /// Orders routes: host, then exact path, then prefix length, then methods.

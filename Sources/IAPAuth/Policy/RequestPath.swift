@@ -35,8 +35,12 @@ public struct RequestPath: Sendable, Equatable {
     public var target: String { query.map { path + "?" + $0 } ?? path }
 
     public static func normalize(_ target: some Collection<UInt8>) -> Result<RequestPath, Failure> {
-        let bytes = Array(target)
-        if bytes == Array("*".utf8) {
+        normalize(ArraySlice(target))
+    }
+
+    /// The same on the request head's own bytes (no copy: this runs on every request).
+    public static func normalize(_ bytes: ArraySlice<UInt8>) -> Result<RequestPath, Failure> {
+        if bytes.count == 1 && bytes.first == UInt8(ascii: "*") {
             return .success(RequestPath(path: "*", query: nil, matchKey: "*", hasEncodedSlash: false))
         }
         let queryStart = bytes.firstIndex(of: UInt8(ascii: "?"))

@@ -43,6 +43,8 @@ final class EventLoop {
         fileprivate let generation: UInt32
     }
 
+    /// Buffer memory for this loop's connections.
+    let buffers = BufferPool()
     private let epoll: Int32
     private let wakeFD: Int32
     private var slots: [Slot] = []

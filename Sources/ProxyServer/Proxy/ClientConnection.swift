@@ -28,8 +28,8 @@ final class ClientConnection: LoopHandler {
     let peer: SocketAddress
     /// The client's IP as text, for X-Forwarded-For and the log (formatted once per connection).
     let peerIP: String
-    let inbound = ByteBuffer()
-    let outbound = ByteBuffer()
+    let inbound: ByteBuffer
+    let outbound: ByteBuffer
     var state = State.readingHead
     /// When waiting on the client times out (monotonic ms): its head, its idle keep-alive, its
     /// request body, its reading of our response, the tunnel's idle time.
@@ -58,6 +58,8 @@ final class ClientConnection: LoopHandler {
         self.peer = peer
         peerIP = peer.ip
         self.worker = worker
+        inbound = ByteBuffer(pool: worker.loop.buffers)
+        outbound = ByteBuffer(pool: worker.loop.buffers)
         deadline = worker.loop.now + worker.shared.config.timeouts.head
     }
 

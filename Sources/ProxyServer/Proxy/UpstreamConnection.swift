@@ -6,8 +6,8 @@ final class UpstreamConnection: LoopHandler {
     let fd: Int32
     private var token: EventLoop.Token?
     unowned let worker: Worker
-    let inbound = ByteBuffer()
-    let outbound = ByteBuffer()
+    let inbound: ByteBuffer
+    let outbound: ByteBuffer
     /// The exchange using this connection; nil while pooled.
     weak var owner: ClientConnection?
     private(set) var connecting = true
@@ -24,6 +24,8 @@ final class UpstreamConnection: LoopHandler {
     init(fd: Int32, worker: Worker) {
         self.fd = fd
         self.worker = worker
+        inbound = ByteBuffer(pool: worker.loop.buffers)
+        outbound = ByteBuffer(pool: worker.loop.buffers)
     }
 
     /// Starts a non-blocking connect to the configured upstream.

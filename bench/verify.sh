@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench-verify: full IAP verifications per second (a fresh token each time, no cache) next
 # to OpenSSL's own P-256 verify rate, on one core, in interleaved rounds; prints medians and the
-# median of the per-round ratios (each round's two runs share the same minute's noise).
+# median of the per-round ratios (each round's two runs share the same minute's noise). Both rates
+# are per second of user CPU time, the divisor `openssl speed` uses by default (verify-bench prints
+# its wall-clock rate on stderr too).
 # Usage: bench/verify.sh [rounds] [seconds-per-run]
 set -euo pipefail
 rounds=${1:-7}
@@ -13,7 +15,7 @@ cpu=$(( $(nproc) > 1 ? 1 : 0 ))
 ours=()
 theirs=()
 for round in $(seq "$rounds"); do
-    ours+=("$(taskset -c "$cpu" "$bench" "$seconds")")
+    ours+=("$(taskset -c "$cpu" "$bench" "$seconds" 2>/dev/null)")
     theirs+=("$(taskset -c "$cpu" openssl speed -seconds "$seconds" ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print int($NF)}')")
     echo "round $round: iap-proxy ${ours[-1]} verify/s, openssl speed ${theirs[-1]} verify/s"
 done

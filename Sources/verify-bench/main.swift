@@ -1,6 +1,9 @@
 // Verifications per second on one thread, each token different (full ECDSA, no cache):
 // mint a pool of distinct tokens, then verify them round-robin for the given seconds.
 // Usage: verify-bench [seconds]   (bench/verify.sh runs it beside `openssl speed`)
+// Prints verifications per second of user CPU time, the divisor `openssl speed` uses (unless given
+// -elapsed), so time stolen by other tenants counts against neither; then, on stderr, per
+// wall-clock second.
 import IAPAuth
 
 #if canImport(Glibc)
@@ -11,6 +14,12 @@ func seconds() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+func userCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
 }
 
 let duration = CommandLine.arguments.count > 1 ? Double(CommandLine.arguments[1]) ?? 3 : 3
@@ -38,6 +47,7 @@ let verifier = Verifier(config: try VerifierConfig(audiences: [audience]))
 var verified = 0
 var failed = 0
 let start = seconds()
+let startCPU = userCPUSeconds()
 var elapsed = 0.0
 while elapsed < duration {
     for token in tokens {
@@ -47,4 +57,6 @@ while elapsed < duration {
     elapsed = seconds() - start
 }
 precondition(failed == 0, "\(failed) verifications failed")
-print(Int(Double(verified) / elapsed))
+print(Int(Double(verified) / (userCPUSeconds() - startCPU)))
+let wall = "\(Int(Double(verified) / elapsed)) verify/s of wall-clock time\n"
+_ = wall.withCString { write(2, $0, strlen($0)) }

@@ -33,6 +33,9 @@ final class SignatureVerifier {
                 EVP_MD_CTX_free(context)
                 return nil
             }
+            // Each copy is finalised once: without this flag EVP_DigestVerifyFinal duplicates the
+            // operation context again (so a caller could go on updating), on every verification.
+            EVP_MD_CTX_set_flags(context, EVP_MD_CTX_FLAG_FINALISE)
             self.context = context
             self.key = key
         }

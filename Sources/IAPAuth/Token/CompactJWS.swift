@@ -124,7 +124,7 @@ struct IAPClaims {
             var hostedDomain: String?
             if let hd = claims["hd"] {
                 guard let domain = hd.stringValue else { throw Rejection(.malformedClaims, "hd is not a string") }
-                hostedDomain = domain.lowercased()
+                hostedDomain = lowercasedIfNeeded(domain)
             }
             var accessLevels: [String] = []
             if let google = claims["google"] {
@@ -152,7 +152,7 @@ struct IAPClaims {
             return .success(
                 IAPClaims(
                     audience: audience, issuer: issuer, expiresAt: expiresAt, issuedAt: issuedAt,
-                    notBefore: notBefore, email: email.lowercased(), subject: subject, hostedDomain: hostedDomain,
+                    notBefore: notBefore, email: lowercasedIfNeeded(email), subject: subject, hostedDomain: hostedDomain,
                     accessLevels: accessLevels, all: claims))
         } catch let rejection as Rejection {
             return .failure(rejection)
@@ -160,4 +160,9 @@ struct IAPClaims {
             return .failure(Rejection(.malformedClaims, "\(error)"))
         }
     }
+}
+
+/// `text.lowercased()`, without a new string when it has no upper-case letters (as IAP sends them).
+private func lowercasedIfNeeded(_ text: String) -> String {
+    text.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") || $0 >= 0x80 } ? text.lowercased() : text
 }

@@ -8,11 +8,11 @@ public final class SharedState: Sendable {
     public let keys: KeyStore
     /// Present when keys come from a URL: asked to refetch when a token names an unknown kid.
     public let refresher: KeyRefresher?
-    private let policySnapshot = Mutex<Policy?>(nil)
+    private let policySnapshot = Locked<Policy?>(nil)
     let accessLog = AccessLog()
     let liveConnections = Atomic<Int>(0)
     /// When each mismatched audience was last logged (milliseconds), across loops.
-    private let loggedAudiences = Mutex<[String: Int64]>([:])
+    private let loggedAudiences = Locked<[String: Int64]>([:])
     public let metrics: Metrics
 
     public init(config: ServerConfig, keys: KeyStore, refresher: KeyRefresher?, metrics: Metrics = Metrics()) {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
 import Glibc
-import Synchronization
 import IAPAuth
 import ProxyServer
 
@@ -164,12 +163,12 @@ struct EchoCommand: ParsableCommand {
 final class PolicyReloader: Sendable {
     private let resolved: ServeOptions.Resolved
     private let shared: SharedState
-    private let lastEntries: Mutex<Set<String>>
+    private let lastEntries: Locked<Set<String>>
 
     init(_ resolved: ServeOptions.Resolved, shared: SharedState) {
         self.resolved = resolved
         self.shared = shared
-        lastEntries = Mutex(resolved.policy.entries)
+        lastEntries = Locked(resolved.policy.entries)
     }
 
     /// The files to watch after this reload, or nil when it failed (keep watching the same ones).

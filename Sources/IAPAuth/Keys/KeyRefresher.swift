@@ -1,4 +1,3 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,7 +46,7 @@ public final class KeyRefresher: Sendable {
     private let settings: Settings
     private let monitor = Monitor(State())
     private let onEvent: @Sendable (Event) -> Void
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Locked<pthread_t?>(nil)
 
     /// Validates the URL now, so configuration errors surface before serving.
     public init(

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The current key set, published by one writer (a refresher or a file load) and read by every
 /// event loop. Readers copy out the immutable snapshot under a lock held for a pointer copy only.
@@ -10,7 +9,7 @@ public final class KeyStore: Sendable {
         var subscribers: [@Sendable (KeySet) -> Void] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

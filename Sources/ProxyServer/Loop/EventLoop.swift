@@ -1,6 +1,6 @@
 import CLinux
 import Glibc
-import Synchronization
+import IAPAuth
 
 /// Something that owns a file descriptor registered with an `EventLoop`.
 protocol LoopHandler: AnyObject {
@@ -68,7 +68,7 @@ final class EventLoop {
 
     /// The thread-safe side of a loop: what other threads may hold.
     final class Mailbox: Sendable {
-        private let queue = Mutex<[Message]>([])
+        private let queue = Locked<[Message]>([])
         fileprivate let wakeFD: Int32
 
         fileprivate init(wakeFD: Int32) { self.wakeFD = wakeFD }

@@ -1,14 +1,15 @@
 import Glibc
+import IAPAuth
 import Logging
-import Synchronization
 
 /// The access log: one JSON object per line on stdout. Loops buffer their lines and hand them
 /// over once per event-loop iteration; the lock keeps lines of different loops from interleaving.
 final class AccessLog: Sendable {
-    private let lock = Mutex(())
+    /// Standard output, written under the lock.
+    private let output = Locked<Int32>(STDOUT_FILENO)
 
     func write(_ bytes: [UInt8]) {
-        lock.withLock { _ in writeAll(1, bytes) }
+        output.withLock { fd in writeAll(fd, bytes) }
     }
 }
 

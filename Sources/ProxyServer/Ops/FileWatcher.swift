@@ -1,6 +1,6 @@
 import CLinux
 import Glibc
-import Synchronization
+import IAPAuth
 
 /// Calls `onChange` when the content of any watched file changed and settled, on its own thread.
 ///
@@ -18,14 +18,14 @@ public final class FileWatcher: Sendable {
         var reloadRequested = false
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// Written by `stop` and `requestReload` to wake the thread at once (its poll would otherwise
     /// sleep up to a second).
     private let wakeFD = clinux_eventfd()
     /// Written once by the thread when it is watching; `start` waits for it.
     private let readyFD = clinux_eventfd()
     private let onChange: @Sendable (_ trigger: String) -> [String]?
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Locked<pthread_t?>(nil)
     /// Milliseconds between looks when nothing signalled a change.
     private let pollInterval: Int32
 
@@ -35,7 +35,7 @@ public final class FileWatcher: Sendable {
         files: [String], pollIntervalMilliseconds: Int32 = 1000,
         onChange: @escaping @Sendable (_ trigger: String) -> [String]?
     ) {
-        state = Mutex(State(files: files))
+        state = Locked(State(files: files))
         self.onChange = onChange
         pollInterval = pollIntervalMilliseconds
     }

@@ -29,7 +29,7 @@ public final class Metrics: Sendable {
     private let upstreamPoolIdle: Gauge
     private let ready: Gauge
     /// Gauges named by kid, replaced when the key set changes.
-    private let kidGauges = Mutex<[String: Gauge]>([:])
+    private let kidGauges = Locked<[String: Gauge]>([:])
     /// Counts kept by the loops themselves (relaxed atomics), read at scrape time.
     let tunnels = Atomic<Int>(0)
     let pooledUpstreams = Atomic<Int>(0)

@@ -101,7 +101,7 @@ private func appendField(
 
 /// Content-Length or Transfer-Encoding, including `_` lookalikes.
 private func isFramingField(_ name: ArraySlice<UInt8>) -> Bool {
-    HeaderName.identityEquals(name, "content-length") || HeaderName.identityEquals(name, "transfer-encoding")
+    name.withUnsafeBufferPointer { isFramingField($0) }
 }
 
 private func isFramingField(_ name: UnsafeBufferPointer<UInt8>) -> Bool {

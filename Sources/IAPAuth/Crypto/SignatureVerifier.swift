@@ -45,7 +45,6 @@ final class SignatureVerifier {
 
     /// Templates by key; bounded, since key sets rotate (old keys fall out when it fills up).
     private var templates: [ObjectIdentifier: Template] = [:]
-    private var lastTemplate: Template?
     private static let maximumTemplates = 64
     private let context: OpaquePointer
 
@@ -81,15 +80,10 @@ final class SignatureVerifier {
     }
 
     private func template(for key: VerificationKey) -> Template? {
-        if let last = lastTemplate, last.key === key { return last }  // IAP signs with one key at a time
-        if let template = templates[ObjectIdentifier(key)] {
-            lastTemplate = template
-            return template
-        }
+        if let template = templates[ObjectIdentifier(key)] { return template }
         if templates.count >= Self.maximumTemplates { templates.removeAll() }
         let template = Template(key: key)
         templates[ObjectIdentifier(key)] = template
-        lastTemplate = template
         return template
     }
 }

@@ -1,4 +1,3 @@
-
 /// The current key set, published by one writer (a refresher or a file load) and read by every
 /// event loop. Readers copy out the immutable snapshot under a lock held for a pointer copy only.
 public final class KeyStore: Sendable {

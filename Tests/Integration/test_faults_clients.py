@@ -9,6 +9,7 @@ upstream connections go too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
@@ -37,12 +38,15 @@ def _json(resp) -> dict:
 
 # -- abrupt resets ----------------------------------------------------------------------------
 
-RESETS = ["mid-head", "mid-body", "awaiting-upstream", "mid-response", "idle-keep-alive", "tunnel"]
+RESETS = ["mid-head", "mid-body", "awaiting-upstream", "half-closed-awaiting-upstream",
+          "pipeline-full-awaiting-upstream", "mid-response", "idle-keep-alive", "tunnel"]
 # what the access log says about the exchange that was cut (None: no exchange had started)
 RESET_REASONS = {
     "mid-head": None,
     "mid-body": ("client-reset", "client-closed-mid-body"),
     "awaiting-upstream": ("client-reset",),
+    "half-closed-awaiting-upstream": ("client-reset",),
+    "pipeline-full-awaiting-upstream": ("client-reset",),
     "mid-response": ("client-reset",),
     "idle-keep-alive": None,
     "tunnel": ("client-reset",),
@@ -52,7 +56,8 @@ RESET_REASONS = {
 @pytest.mark.parametrize("case", RESETS)
 def test_client_reset_leaves_no_trace(serve, upstream, token, case):
     """A client resets its connection (RST) in the middle of a request head, of a request body,
-    while the app is still thinking, in the middle of a 64 MiB response, on an idle keep-alive
+    while the app is still thinking (also after shutting its sending side, and with 64 KiB of
+    pipelined requests the proxy is not reading yet), in the middle of a 64 MiB response, on an idle keep-alive
     connection, and inside a WebSocket tunnel (three times each). The proxy survives, logs the cut
     exchange, closes the upstream side, serves the next request, and holds no more descriptors
     than it did at start."""
@@ -75,6 +80,30 @@ def test_client_reset_leaves_no_trace(serve, upstream, token, case):
             event.clear()
             sock.sendall(request_bytes("GET", "/slow" + path, token=token))
             assert event.wait(5), "the request never reached the app"
+        elif case in ("half-closed-awaiting-upstream", "pipeline-full-awaiting-upstream"):
+            # The proxy is not reading from this client (after its FIN; with 64 KiB of pipelined
+            # requests waiting), so no read reports the reset. It once went unnoticed until the
+            # app answered: the loop spun on the repeated hang-up meanwhile, and the failed write
+            # of the answer closed the connection under code that went on using it (a crash).
+            event = app.state.setdefault("slow_received", threading.Event())
+            event.clear()
+            sock.sendall(request_bytes("GET", "/slow" + path, token=token))
+            if case == "half-closed-awaiting-upstream":
+                sock.shutdown(socket.SHUT_WR)
+            else:
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        sock.send(request_bytes("GET", "/next", token=token) * 64)
+            assert event.wait(5), "the request never reached the app"
+            time.sleep(0.1)
+            cpu_before = cpu_seconds(proxy.pid)
+            reset(sock)
+            # Logged at once, not when the app answers (3 s later), and without spinning.
+            proxy.wait_access(lambda l, p=path: str(l.get("path", "")).endswith(p), timeout=1.5)
+            time.sleep(0.5)
+            assert cpu_seconds(proxy.pid) - cpu_before < 0.3, "the proxy spun on the reset connection"
+            continue
         elif case == "mid-response":
             sock.sendall(request_bytes("GET", "/big" + path, token=token))
             received = 0

@@ -66,7 +66,15 @@ final class ClientConnection: LoopHandler {
     // MARK: Events
 
     func handle(_ events: UInt32) {
-        if events & Readiness.readable != 0 || events & (Readiness.hangUp | Readiness.error) != 0 && !sawEOF {
+        if events & (Readiness.hangUp | Readiness.error) != 0 && !mayRead {
+            // Reset (or closed) while we are not reading: no read will report it, nothing we send
+            // can arrive, and the level-triggered event would repeat, spinning the loop, for as
+            // long as the exchange lasted. Only a tunnel whose two halves are both shut sees a
+            // plain hang-up as its normal end.
+            let tunnelClosing = shutClientWrite && events & Readiness.error == 0
+            if !tunnelClosing { return abort("client-reset") }
+        }
+        if events & Readiness.readable != 0 || events & (Readiness.hangUp | Readiness.error) != 0 {
             guard readClient() else { return }
         }
         if events & Readiness.writable != 0 {
@@ -91,9 +99,12 @@ final class ClientConnection: LoopHandler {
         }
     }
 
+    /// Whether a read could take anything: not after EOF, nor with the inbound buffer full.
+    private var mayRead: Bool { !sawEOF && inbound.count < Self.inboundCap }
+
     /// Reads once. Returns false when the connection was closed because of an error.
     private func readClient() -> Bool {
-        guard !sawEOF, inbound.count < Self.inboundCap else { return true }
+        guard mayRead else { return true }
         do {
             let buffer = inbound.writable(minimum: 4096, preferred: 16 * 1024)
             switch try Socket.read(fd, into: buffer) {
@@ -144,7 +155,7 @@ final class ClientConnection: LoopHandler {
         if !outbound.isEmpty { wanted |= Readiness.writable }
         var closing = false
         if case .closing = state { closing = true }
-        if !closing && !sawEOF && !readPaused && inbound.count < Self.inboundCap { wanted |= Readiness.readable }
+        if !closing && mayRead && !readPaused { wanted |= Readiness.readable }
         if wanted != interest {
             interest = wanted
             worker.loop.modify(fd, token: token, interest: wanted)
@@ -358,7 +369,8 @@ final class ClientConnection: LoopHandler {
         worker.log(exchange, client: peerIP, now: worker.loop.now)
         self.exchange = nil
         requestsServed += 1
-        flushClient()
+        // A failed write has closed the connection (the client reset it): nothing more to do.
+        guard flushClient() else { return }
         if keepAlive && !sawEOF && !worker.draining {
             state = .readingHead
             deadline = worker.loop.now + (inbound.isEmpty ? config.timeouts.idle : config.timeouts.head)

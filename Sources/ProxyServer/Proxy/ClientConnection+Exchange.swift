@@ -84,11 +84,21 @@ extension ClientConnection {
         if !exchange.requestComplete && sawEOF && inbound.isEmpty {
             return abortExchange("client-closed-mid-body")
         }
+        if exchange.requestComplete && !upstream.connecting && upstream.outbound.count < highWater {
+            return worker.flushAtIterationEnd(self)  // with the rest of this batch's requests
+        }
         flush(upstream)
         // Decide after flushing: pausing on a queue the flush just emptied would wait for an
         // EPOLLOUT that never comes (found by bench/stream.sh).
         guard self.exchange === exchange, exchange.upstream === upstream else { return }
         readPaused = !exchange.requestComplete && upstream.outbound.count >= highWater
+    }
+
+    /// The deferred write of a complete request (see `Worker.flushAtIterationEnd`).
+    func flushDeferredUpstream() {
+        guard !isClosed, let upstream = exchange?.upstream else { return }
+        flush(upstream)
+        updateInterest()
     }
 
     /// Writes what the upstream takes; a failure there ends the exchange.

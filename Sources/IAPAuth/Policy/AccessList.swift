@@ -33,7 +33,7 @@ public struct AccessList: Sendable, Equatable {
         func match(_ identity: Identity) -> String? {
             if emails.contains(identity.email) { return "email" }
             if let domain = identity.hostedDomain, domains.contains(domain) { return "domain" }
-            if let at = identity.email.lastIndex(of: "@"),
+            if !emailDomains.isEmpty, let at = identity.email.lastIndex(of: "@"),  // spares a String per request
                 emailDomains.contains(String(identity.email[identity.email.index(after: at)...]))
             {
                 return "email-domain"

@@ -85,6 +85,7 @@ extension ClientConnection {
             return abortExchange("client-closed-mid-body")
         }
         if exchange.requestComplete && !upstream.connecting && upstream.outbound.count < highWater {
+            readPaused = false
             return worker.flushAtIterationEnd(self)  // with the rest of this batch's requests
         }
         flush(upstream)

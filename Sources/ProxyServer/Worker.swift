@@ -30,6 +30,8 @@ final class Worker {
     private var requestCounter: UInt64 = 0
     /// Clients whose complete request waits to go upstream at the end of this batch.
     private var pendingUpstreamFlushes: [ClientConnection] = []
+    /// Clients whose finished answer waits to go out at the end of this batch.
+    private var pendingAnswers: [ClientConnection] = []
     private let requestPrefix: String
 
     init(index: Int, shared: SharedState) throws(IOError) {
@@ -43,7 +45,7 @@ final class Worker {
         loop.sweepInterval = min(250, max(10, Self.shortestTimeout(shared.config.timeouts) / 4))
         loop.onMessage = { [unowned self] message in receive(message) }
         loop.onIterationEnd = { [unowned self] in
-            flushUpstreams()
+            flushPending()
             flushLog()
         }
     }
@@ -387,19 +389,33 @@ final class Worker {
         return hex
     }
 
-    /// A complete request waits in its upstream connection's buffer until this batch of events
-    /// is handled, then all go out together: an app on the same core is woken once per batch,
-    /// not once per request, each time preempting the proxy (fresh tokens, 64 connections, the
-    /// app's CPU per request fell by a quarter and the proxy's throughput rose ~10 %).
-    func flushAtIterationEnd(_ client: ClientConnection) { pendingUpstreamFlushes.append(client) }
+    /// Complete requests wait in their upstream connection's buffer, and finished answers in
+    /// their client's, until this batch of events is handled; then all go out together. A peer
+    /// on the same machine is woken once per batch instead of once per message: an app on the
+    /// proxy's core no longer preempts it at every request (fresh tokens, 64 connections: the
+    /// app's CPU per request fell by a quarter, throughput rose ~10 %), and a client on another
+    /// core is no longer sent an interrupt per answer (1,000 connections: ~10 % of the proxy's
+    /// CPU went to those wake-ups).
+    func flushAtIterationEnd(upstreamOf client: ClientConnection) { pendingUpstreamFlushes.append(client) }
 
-    private func flushUpstreams() {
-        var index = 0
-        while index < pendingUpstreamFlushes.count {  // a flush may answer and start a pipelined request
-            pendingUpstreamFlushes[index].flushDeferredUpstream()
-            index += 1
+    func flushAtIterationEnd(client: ClientConnection) { pendingAnswers.append(client) }
+
+    private func flushPending() {
+        // Writing an answer may start a pipelined request, which queues its own upstream write.
+        while !pendingUpstreamFlushes.isEmpty || !pendingAnswers.isEmpty {
+            var index = 0
+            while index < pendingUpstreamFlushes.count {  // a flush may answer and start a pipelined request
+                pendingUpstreamFlushes[index].flushDeferredUpstream()
+                index += 1
+            }
+            pendingUpstreamFlushes.removeAll(keepingCapacity: true)
+            index = 0
+            while index < pendingAnswers.count {
+                pendingAnswers[index].flushDeferredAnswer()
+                index += 1
+            }
+            pendingAnswers.removeAll(keepingCapacity: true)
         }
-        pendingUpstreamFlushes.removeAll(keepingCapacity: true)
     }
 
     private func flushLog() {

@@ -86,7 +86,7 @@ extension ClientConnection {
         }
         if exchange.requestComplete && !upstream.connecting && upstream.outbound.count < highWater {
             readPaused = false
-            return worker.flushAtIterationEnd(self)  // with the rest of this batch's requests
+            return worker.flushAtIterationEnd(upstreamOf: self)  // with the rest of this batch's requests
         }
         flush(upstream)
         // Decide after flushing: pausing on a queue the flush just emptied would wait for an

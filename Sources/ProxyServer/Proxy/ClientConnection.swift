@@ -42,6 +42,8 @@ final class ClientConnection: LoopHandler {
     /// The client closed its side (read returned 0).
     var sawEOF = false
     private var interest: UInt32 = 0
+    /// A finished answer waits for the end of this batch of events to be written.
+    private var answerPending = false
     /// Set while the upstream cannot take more request body bytes.
     var readPaused = false
     /// Tunnel only: our write side toward each peer is shut.
@@ -152,7 +154,7 @@ final class ClientConnection: LoopHandler {
     func updateInterest() {
         guard let token, !isClosed else { return }
         var wanted: UInt32 = 0
-        if !outbound.isEmpty { wanted |= Readiness.writable }
+        if !outbound.isEmpty && !answerPending { wanted |= Readiness.writable }  // pending: written this batch
         var closing = false
         if case .closing = state { closing = true }
         if !closing && mayRead && !readPaused { wanted |= Readiness.readable }
@@ -160,6 +162,15 @@ final class ClientConnection: LoopHandler {
             interest = wanted
             worker.loop.modify(fd, token: token, interest: wanted)
         }
+    }
+
+    /// The deferred write of a finished answer (see `Worker.flushAtIterationEnd`), then on as
+    /// after any write: a pipelined request may be waiting for the room it made.
+    func flushDeferredAnswer() {
+        answerPending = false
+        guard !isClosed, flushClient() else { return }
+        advance()
+        updateInterest()
     }
 
     /// Between requests with nothing buffered: safe to close when draining.
@@ -369,9 +380,15 @@ final class ClientConnection: LoopHandler {
         worker.log(exchange, client: peerIP, now: worker.loop.now)
         self.exchange = nil
         requestsServed += 1
-        // A failed write has closed the connection (the client reset it): nothing more to do.
-        guard flushClient() else { return }
-        if keepAlive && !sawEOF && !worker.draining {
+        let keepReading = keepAlive && !sawEOF && !worker.draining
+        if keepReading && outbound.count < config.limits.writeHighWater {
+            answerPending = true
+            worker.flushAtIterationEnd(client: self)  // with the rest of this batch's answers
+        } else {
+            // A failed write has closed the connection (the client reset it): nothing more to do.
+            guard flushClient() else { return }
+        }
+        if keepReading {
             state = .readingHead
             deadline = worker.loop.now + (inbound.isEmpty ? config.timeouts.idle : config.timeouts.head)
             // A client that pipelines and does not read: answer its next request (a pipelined

@@ -404,7 +404,7 @@ final class Worker {
         // Writing an answer may start a pipelined request, which queues its own upstream write.
         while !pendingUpstreamFlushes.isEmpty || !pendingAnswers.isEmpty {
             var index = 0
-            while index < pendingUpstreamFlushes.count {  // a flush may answer and start a pipelined request
+            while index < pendingUpstreamFlushes.count {  // a failed flush may answer (502) and queue more
                 pendingUpstreamFlushes[index].flushDeferredUpstream()
                 index += 1
             }

@@ -179,6 +179,31 @@ struct FieldLineTests {
         #expect(head.nameEquals(field, "a") && String(decoding: head.name(of: field), as: UTF8.self) == "A")
     }
 
+
+    @Test("Every byte value, in every lane of the 8-byte value scan and in its tail, is judged alone")
+    func valueBytesAtEveryOffset() {
+        // Long values are scanned eight bytes at a time: put each byte at each offset of a 27-byte
+        // value (three words and a tail).
+        let tab: UInt8 = 0x09, space: UInt8 = 0x20
+        for byte in UInt8.min...UInt8.max where byte != 0x0D && byte != 0x0A {
+            let allowed = byte == tab || (byte >= space && byte != 0x7F)
+            let isWhitespace = byte == tab || byte == space
+            for offset in 0..<27 {
+                var value = [UInt8](repeating: UInt8(ascii: "v"), count: 27)
+                value[offset] = byte
+                let result = parseRequest([UInt8]("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ") + value + [UInt8]("\r\n\r\n"))
+                if allowed {
+                    // Leading and trailing OWS is not part of the value.
+                    let expected = isWhitespace && offset == 0 ? Array(value.dropFirst())
+                        : isWhitespace && offset == 26 ? Array(value.dropLast()) : value
+                    #expect(result.head?.value("x-long").map(Array.init) == expected, "byte \(byte) at \(offset)")
+                } else {
+                    #expect(result.error == HTTPParseError(status: 400, reason: "invalid-field-value"), "byte \(byte) at \(offset)")
+                }
+            }
+        }
+    }
+
     @Test("Field count: exactly the limit passes, one more is 431")
     func fieldCount() {
         var limits = HTTPLimits()

@@ -1,25 +1,22 @@
 /// An extra field line for a head writer, e.g. an identity header the proxy adds.
 public struct ExtraField: Sendable {
     /// The field name; must be a token.
-    public var name: String
+    public let name: String
     /// The field value; must not contain CR, LF, NUL or other controls but HTAB.
-    public var value: String
+    public let value: String
+    /// Whether the field can be written without changing the message's structure: a token name that is
+    /// not a framing field (the writers own those), and a value without CR, LF or other controls.
+    /// Decided once: identity headers are rendered once per cached token, then written per request.
+    let isValid: Bool
 
     /// A field line `name: value`.
     public init(_ name: String, _ value: String) {
         self.name = name
         self.value = value
-    }
-
-    /// Whether the field can be written without changing the message's structure: a token name that is
-    /// not a framing field (the writers own those), and a value without CR, LF or other controls.
-    var isValid: Bool {
-        // On the strings' own UTF-8 storage: checked for every extra field of every request.
         var name = name
         var value = value
-        return name.withUTF8 { name in
-            HeaderName.isValid(name) && !isFramingField(name)
-        } && value.withUTF8 { $0.allSatisfy(ASCII.isFieldValueByte) }
+        isValid = name.withUTF8 { HeaderName.isValid($0) && !isFramingField($0) }
+            && value.withUTF8 { $0.allSatisfy(ASCII.isFieldValueByte) }
     }
 }
 
@@ -41,8 +38,8 @@ public enum RequestHeadWriter {
         if let target, !(target.hasPrefix("/") && target.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }) { return false }
         output.append(contentsOf: head.bytes[head.method])
         output.append(ASCII.space)
-        if let target { output.append(contentsOf: target.utf8) } else { output.append(contentsOf: head.bytes[head.target]) }
-        output.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        if let target { output.append(utf8: target) } else { output.append(contentsOf: head.bytes[head.target]) }
+        output.append(literal: " HTTP/1.1\r\n")
         appendFields(of: head, framing: framing, extraFields: extraFields, to: &output, including: include)
         return true
     }
@@ -58,14 +55,14 @@ public enum ResponseHeadWriter {
         including include: (Int) -> Bool
     ) -> Bool {
         guard extraFields.allSatisfy(\.isValid) else { return false }
-        output.append(contentsOf: "HTTP/1.1 ".utf8)
+        output.append(literal: "HTTP/1.1 ")
         // 100...599, so always three digits.
         output.append(UInt8(ascii: "0") + UInt8(head.status / 100))
         output.append(UInt8(ascii: "0") + UInt8(head.status / 10 % 10))
         output.append(UInt8(ascii: "0") + UInt8(head.status % 10))
         output.append(ASCII.space)
         output.append(contentsOf: head.bytes[head.reason])
-        output.append(contentsOf: "\r\n".utf8)
+        output.append(literal: "\r\n")
         appendFields(of: head, framing: framing, extraFields: extraFields, to: &output, including: include)
         return true
     }
@@ -77,26 +74,26 @@ private func appendFields(
     including include: (Int) -> Bool
 ) {
     for (index, field) in head.fields.enumerated() where include(index) && !isFramingField(head.bytes[field.name]) {
-        appendField(head.bytes[field.name], head.bytes[field.value], to: &output)
+        output.append(contentsOf: head.bytes[field.name])
+        output.append(literal: ": ")
+        output.append(contentsOf: head.bytes[field.value])
+        output.append(literal: "\r\n")
     }
     switch framing {
-    case .contentLength(let length): appendField("Content-Length".utf8, String(length).utf8, to: &output)
-    case .chunked: appendField("Transfer-Encoding".utf8, "chunked".utf8, to: &output)
+    case .contentLength(let length):
+        output.append(literal: "Content-Length: ")
+        output.append(decimal: length)
+        output.append(literal: "\r\n")
+    case .chunked: output.append(literal: "Transfer-Encoding: chunked\r\n")
     case .none, .untilClose: break
     }
     for field in extraFields {
-        appendField(field.name.utf8, field.value.utf8, to: &output)
+        output.append(utf8: field.name)
+        output.append(literal: ": ")
+        output.append(utf8: field.value)
+        output.append(literal: "\r\n")
     }
-    output.append(contentsOf: "\r\n".utf8)
-}
-
-private func appendField(
-    _ name: some Collection<UInt8>, _ value: some Collection<UInt8>, to output: inout [UInt8]
-) {
-    output.append(contentsOf: name)
-    output.append(contentsOf: ": ".utf8)
-    output.append(contentsOf: value)
-    output.append(contentsOf: "\r\n".utf8)
+    output.append(literal: "\r\n")
 }
 
 /// Content-Length or Transfer-Encoding, including `_` lookalikes.

@@ -1,4 +1,5 @@
 import Glibc
+import HTTP1
 import IAPAuth
 import Logging
 
@@ -42,37 +43,37 @@ struct AccessRecord {
         requestID: String, client: String, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
         clock: inout LogClock, to line: inout [UInt8]
     ) {
-        line.append(contentsOf: #"{"time":""#.utf8)
+        line.append(literal: #"{"time":""#)
         clock.appendTimestamp(time, to: &line)
-        line.append(contentsOf: #"","request_id":""#.utf8)
-        line.append(contentsOf: requestID.utf8)
-        line.append(contentsOf: #"","client":""#.utf8)
-        appendEscaped(client.utf8, to: &line)
-        line.append(contentsOf: #"","method":""#.utf8)
+        line.append(literal: #"","request_id":""#)
+        line.append(utf8: requestID)
+        line.append(literal: #"","client":""#)
+        appendEscaped(client, to: &line)
+        line.append(literal: #"","method":""#)
         appendEscaped(method, to: &line)
-        line.append(contentsOf: #"","path":""#.utf8)
+        line.append(literal: #"","path":""#)
         appendEscaped(path, to: &line)
-        line.append(contentsOf: #"","status":"#.utf8)
-        appendDecimal(Int64(status), to: &line)
-        line.append(contentsOf: #","bytes":"#.utf8)
-        appendDecimal(Int64(bytes), to: &line)
-        line.append(contentsOf: #","duration_ms":"#.utf8)
+        line.append(literal: #"","status":"#)
+        line.append(decimal: Int64(status))
+        line.append(literal: #","bytes":"#)
+        line.append(decimal: Int64(bytes))
+        line.append(literal: #","duration_ms":"#)
         appendMilliseconds(duration, to: &line)
-        line.append(contentsOf: #","upstream_ms":"#.utf8)
-        if let upstreamTime { appendMilliseconds(upstreamTime, to: &line) } else { line.append(contentsOf: "null".utf8) }
-        line.append(contentsOf: #","decision":""#.utf8)
-        line.append(contentsOf: decision.utf8)
-        line.append(contentsOf: #"","reason":""#.utf8)
-        appendEscaped(reason.utf8, to: &line)
-        line.append(contentsOf: #"","email":"#.utf8)
+        line.append(literal: #","upstream_ms":"#)
+        if let upstreamTime { appendMilliseconds(upstreamTime, to: &line) } else { line.append(literal: "null") }
+        line.append(literal: #","decision":""#)
+        line.append(utf8: decision)
+        line.append(literal: #"","reason":""#)
+        appendEscaped(reason, to: &line)
+        line.append(literal: #"","email":"#)
         if let email {
             line.append(UInt8(ascii: "\""))
-            appendEscaped(email.utf8, to: &line)
+            appendEscaped(email, to: &line)
             line.append(UInt8(ascii: "\""))
         } else {
-            line.append(contentsOf: "null".utf8)
+            line.append(literal: "null")
         }
-        line.append(contentsOf: "}\n".utf8)
+        line.append(literal: "}\n")
     }
 }
 
@@ -128,38 +129,41 @@ extension AccessRecord {
     }
 }
 
-/// JSON string contents (without quotes): quotes, backslashes and control bytes escaped.
-func appendEscaped(_ bytes: some Sequence<UInt8>, to line: inout [UInt8]) {
-    for byte in bytes {
+/// JSON string contents (without quotes): quotes, backslashes and control bytes escaped. Runs of
+/// plain bytes (nearly every value) are copied at once.
+func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to line: inout [UInt8]) {
+    var plainStart = 0
+    for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"")
+        || byte == UInt8(ascii: "\\")
+    {
+        line.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plainStart..<index]))
+        plainStart = index + 1
         switch byte {
-        case UInt8(ascii: "\""): line.append(contentsOf: #"\""#.utf8)
-        case UInt8(ascii: "\\"): line.append(contentsOf: #"\\"#.utf8)
-        case 0..<0x20, 0x7F:
-            line.append(contentsOf: #"\u00"#.utf8)
+        case UInt8(ascii: "\""): line.append(literal: #"\""#)
+        case UInt8(ascii: "\\"): line.append(literal: #"\\"#)
+        default:
+            line.append(literal: #"\u00"#)
             line.append(hexDigit(byte >> 4))
             line.append(hexDigit(byte & 0xF))
-        default: line.append(byte)
         }
     }
+    line.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plainStart...]))
 }
 
-func appendEscaped(_ text: String, to line: inout [UInt8]) { appendEscaped(text.utf8, to: &line) }
+func appendEscaped(_ bytes: ArraySlice<UInt8>, to line: inout [UInt8]) {
+    bytes.withUnsafeBufferPointer { appendEscaped($0, to: &line) }
+}
+
+func appendEscaped(_ text: String, to line: inout [UInt8]) {
+    var text = text
+    text.withUTF8 { appendEscaped($0, to: &line) }
+}
 
 private func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
 
-/// A decimal number, without going through String.
-func appendDecimal(_ value: Int64, to line: inout [UInt8]) {
-    if value < 0 {
-        line.append(UInt8(ascii: "-"))
-        return appendDecimal(-value, to: &line)
-    }
-    if value >= 10 { appendDecimal(value / 10, to: &line) }
-    line.append(UInt8(ascii: "0") + UInt8(value % 10))
-}
-
 /// Microseconds as milliseconds with three decimals (`1.234`).
 func appendMilliseconds(_ microseconds: Int64, to line: inout [UInt8]) {
-    appendDecimal(microseconds / 1000, to: &line)
+    line.append(decimal: microseconds / 1000)
     line.append(UInt8(ascii: "."))
     let fraction = microseconds % 1000
     line.append(UInt8(ascii: "0") + UInt8(fraction / 100))
@@ -194,7 +198,7 @@ struct LogClock {
         var text: [UInt8] = []
         func digits(_ value: Int32, _ width: Int) {
             var decimal: [UInt8] = []
-            appendDecimal(Int64(value), to: &decimal)
+            decimal.append(decimal: Int64(value))
             text.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, width - decimal.count)))
             text.append(contentsOf: decimal)
         }
@@ -289,13 +293,13 @@ struct EventLogHandler: LogHandler {
 /// ` key=value`, quoting values that are empty or hold spaces, quotes or `=`.
 func appendTextField(_ key: String, _ value: String, to line: inout [UInt8]) {
     line.append(UInt8(ascii: " "))
-    line.append(contentsOf: key.utf8)
+    line.append(utf8: key)
     line.append(UInt8(ascii: "="))
     if value.isEmpty || value.utf8.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 == 0x3D || $0 < 0x20 }) {
         line.append(UInt8(ascii: "\""))
         appendEscaped(value, to: &line)
         line.append(UInt8(ascii: "\""))
     } else {
-        line.append(contentsOf: value.utf8)
+        line.append(utf8: value)
     }
 }

@@ -23,6 +23,11 @@ public enum HopByHop {
 
     /// Whether `name` is one of `fieldNames` (identity-normalized comparison).
     public static func isAlwaysHopByHop(_ name: ArraySlice<UInt8>) -> Bool {
-        fieldNames.contains { HeaderName.identityEquals(name, $0) }
+        // Runs for every field of every message: the length alone settles most names.
+        guard name.count < 64, fieldNameLengths & (1 << name.count) != 0 else { return false }
+        return fieldNames.contains { HeaderName.identityEquals(name, $0) }
     }
+
+    /// Bit n is set when some name in `fieldNames` has n bytes.
+    private static let fieldNameLengths: UInt64 = fieldNames.reduce(0) { $0 | 1 << $1.utf8.count }
 }

@@ -70,14 +70,17 @@ final class TokenCache {
     var count: Int { recent.count + older.count }
 }
 
-/// Token bytes as a dictionary key, hashed in one pass over the bytes.
+/// Token bytes as a dictionary key. Only the last 64 bytes are hashed (a tenth of an IAP
+/// assertion): a token ends with its signature, which differs in every token (ES256 signs with a
+/// fresh nonce), so the tail is as distinct as the whole. Equality still compares every byte, and
+/// only verified tokens are stored, so no one can fill the table with keys that collide.
 private struct TokenKey: Hashable {
     let bytes: ArraySlice<UInt8>
 
     init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
 
     func hash(into hasher: inout Hasher) {
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        bytes.suffix(64).withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 
     static func == (lhs: TokenKey, rhs: TokenKey) -> Bool {

@@ -30,17 +30,17 @@ enum ASCII {
         byte == tab || (byte >= 0x20 && byte != 0x7F)
     }
 
-    /// Whether all eight bytes of `word` are visible (VCHAR or obs-text: none below 0x21, none 0x7F).
-    /// Two "has a byte less than n" tests (Bit Twiddling Hacks, exact for n ≤ 0x80): bytes below 0x21,
-    /// and zero bytes of `word ^ 0x7F…7F`, i.e. DEL. Byte order does not matter.
+    /// Whether all eight bytes of `word` are visible or SP (VCHAR, obs-text, SP; no control byte,
+    /// no DEL). Two "has a byte less than n" tests (Bit Twiddling Hacks, exact for n ≤ 0x80): bytes
+    /// below 0x20, and zero bytes of `word ^ 0x7F…7F`, i.e. DEL. Byte order does not matter.
     @inline(__always)
-    static func allVisible(_ word: UInt64) -> Bool {
+    static func allVisibleOrSpace(_ word: UInt64) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highBits: UInt64 = 0x8080_8080_8080_8080
-        let belowSpace = (word &- ones &* 0x21) & ~word & highBits
+        let control = (word &- ones &* 0x20) & ~word & highBits
         let delXor = word ^ (ones &* 0x7F)
         let isDEL = (delXor &- ones) & ~delXor & highBits
-        return belowSpace | isDEL == 0
+        return control | isDEL == 0
     }
 
     /// OWS: optional whitespace, SP or HTAB.

@@ -40,25 +40,30 @@ enum FieldLine {
         let valueStart = index
         var valueEnd = index  // just past the last non-whitespace byte: trailing OWS is not part of the value
         while index < end {
-            // The common case first: visible bytes (VCHAR or obs-text), eight at a time, since values
-            // such as an IAP assertion run to hundreds of bytes.
-            if end - index >= 8 && ASCII.allVisible(buffer.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+            // The common case first, eight bytes at a time: words of visible bytes (VCHAR or
+            // obs-text) and spaces that do not end in a space (values such as an IAP assertion run
+            // to hundreds of bytes). Then the next word, at most, byte by byte: the line's end, a
+            // tab, trailing whitespace, or a byte to refuse.
+            while end - index >= 8, buffer[index + 7] != ASCII.space,
+                ASCII.allVisibleOrSpace(buffer.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            {
                 index += 8
                 valueEnd = index
-                continue
             }
-            let byte = buffer[index]
-            index += 1
-            if byte > ASCII.space && byte != 0x7F {
-                valueEnd = index
-            } else if byte == ASCII.cr {
-                guard index < end else { return .needMore }
-                guard buffer[index] == ASCII.lf else { return .invalid(.badRequest("bare-cr")) }
-                return .field(HeaderField(name: name, value: valueStart..<valueEnd), next: index + 1)
-            } else if byte == ASCII.lf {
-                return .invalid(.badRequest("bare-lf"))
-            } else if !ASCII.isWhitespace(byte) {
-                return .invalid(.badRequest("invalid-field-value"))
+            for _ in 0..<min(8, end - index) {
+                let byte = buffer[index]
+                index += 1
+                if byte > ASCII.space && byte != 0x7F {
+                    valueEnd = index
+                } else if byte == ASCII.cr {
+                    guard index < end else { return .needMore }
+                    guard buffer[index] == ASCII.lf else { return .invalid(.badRequest("bare-cr")) }
+                    return .field(HeaderField(name: name, value: valueStart..<valueEnd), next: index + 1)
+                } else if byte == ASCII.lf {
+                    return .invalid(.badRequest("bare-lf"))
+                } else if !ASCII.isWhitespace(byte) {
+                    return .invalid(.badRequest("invalid-field-value"))
+                }
             }
         }
         return .needMore

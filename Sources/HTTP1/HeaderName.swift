@@ -26,7 +26,9 @@ public enum HeaderName {
         !name.isEmpty && name.allSatisfy(ASCII.isTokenChar)
     }
 
-    /// Compares after mapping both sides through `map`, without allocating.
+    /// Compares after mapping both sides through `map`, without allocating. Inlined, so `map` is
+    /// too (called per byte, for several names of every field of every message).
+    @inline(__always)
     private static func compare(_ name: UnsafeRawBufferPointer, _ other: String, by map: (UInt8) -> UInt8) -> Bool {
         let utf8 = other.utf8
         guard name.count == utf8.count else { return false }

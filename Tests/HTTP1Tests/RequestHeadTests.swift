@@ -180,7 +180,7 @@ struct FieldLineTests {
     }
 
 
-    @Test("Every byte value, in every lane of the 8-byte value scan and in its tail, is judged alone")
+    @Test("Every byte value and every run of whitespace, in every lane of the 8-byte value scan and its tail")
     func valueBytesAtEveryOffset() {
         // Long values are scanned eight bytes at a time: put each byte at each offset of a 27-byte
         // value (three words and a tail).
@@ -199,6 +199,20 @@ struct FieldLineTests {
                     #expect(result.head?.value("x-long").map(Array.init) == expected, "byte \(byte) at \(offset)")
                 } else {
                     #expect(result.error == HTTPParseError(status: 400, reason: "invalid-field-value"), "byte \(byte) at \(offset)")
+                }
+            }
+        }
+        // Runs of SP or HTAB of every length at every offset: inside the value they stay, at either
+        // end they are OWS and go.
+        for whitespace in [UInt8(0x20), 0x09] {
+            for length in 1...20 {
+                for offset in 0...(27 - length) {
+                    var value = [UInt8](repeating: UInt8(ascii: "v"), count: 27)
+                    value.replaceSubrange(offset..<(offset + length), with: repeatElement(whitespace, count: length))
+                    let result = parseRequest([UInt8]("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ") + value + [UInt8]("\r\n\r\n"))
+                    let isOWS = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+                    let expected = Array(value.drop(while: isOWS).reversed().drop(while: isOWS).reversed())
+                    #expect(result.head?.value("x-long").map(Array.init) == expected, "\(length) × \(whitespace) at \(offset)")
                 }
             }
         }

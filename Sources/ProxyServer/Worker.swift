@@ -25,6 +25,7 @@ final class Worker {
     private var logClock = LogClock()
     /// Counter handles by label combination: a request costs a dictionary lookup, not a registry one.
     private var requestCounters: [RequestLabels: Counter] = [:]
+    private var lastRequestCounter: (labels: RequestLabels, counter: Counter)?
     private var emailDigests: [String: String] = [:]
     private var headScratch: [UInt8] = []
     private var requestCounter: UInt64 = 0
@@ -350,13 +351,20 @@ final class Worker {
         record.duration = monotonicMicroseconds() - exchange.startedAt
         let status = record.status
         let labels = RequestLabels(
-            decision: record.decision, reason: record.reason, statusClass: "\(status / 100)xx",
+            decision: record.decision, reason: record.reason, statusClass: RequestLabels.statusClass(status),
             route: exchange.route?.name ?? "")
-        let counter = requestCounters[labels] ?? {
-            let counter = shared.metrics.requestCounter(labels)
-            if requestCounters.count < 10_000 { requestCounters[labels] = counter }
-            return counter
-        }()
+        // Consecutive requests nearly always share their labels: compare before hashing four strings.
+        let counter: Counter
+        if let last = lastRequestCounter, last.labels == labels {
+            counter = last.counter
+        } else {
+            counter = requestCounters[labels] ?? {
+                let counter = shared.metrics.requestCounter(labels)
+                if requestCounters.count < 10_000 { requestCounters[labels] = counter }
+                return counter
+            }()
+            lastRequestCounter = (labels, counter)
+        }
         counter.increment()
         shared.metrics.requestDuration.record(.microseconds(record.duration))
         if let upstream = record.upstreamTime { shared.metrics.upstreamDuration.record(.microseconds(upstream)) }
@@ -368,7 +376,7 @@ final class Worker {
         switch shared.config.logFormat {
         case .json:
             record.appendJSON(
-                requestID: exchange.requestID.string, client: client, method: method, path: path, clock: &logClock,
+                requestID: exchange.requestID, client: client, method: method, path: path, clock: &logClock,
                 to: &logBuffer)
         case .text:
             record.appendText(

@@ -40,13 +40,13 @@ struct AccessRecord {
     var email: String?
 
     func appendJSON(
-        requestID: String, client: String, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
+        requestID: RequestID, client: String, method: ArraySlice<UInt8>, path: ArraySlice<UInt8>,
         clock: inout LogClock, to line: inout [UInt8]
     ) {
         line.append(literal: #"{"time":""#)
         clock.appendTimestamp(time, to: &line)
         line.append(literal: #"","request_id":""#)
-        line.append(utf8: requestID)
+        requestID.append(to: &line)
         line.append(literal: #"","client":""#)
         appendEscaped(client, to: &line)
         line.append(literal: #"","method":""#)

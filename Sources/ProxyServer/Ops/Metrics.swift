@@ -140,4 +140,16 @@ struct RequestLabels: Hashable {
     let reason: String
     let statusClass: String
     let route: String
+
+    /// `2xx` for 200 and so on, without formatting a string per request.
+    static func statusClass(_ status: Int) -> String {
+        switch status / 100 {
+        case 1: "1xx"
+        case 2: "2xx"
+        case 3: "3xx"
+        case 4: "4xx"
+        case 5: "5xx"
+        default: "\(status / 100)xx"
+        }
+    }
 }

@@ -79,7 +79,18 @@ struct RequestID {
     let prefix: String
     let number: UInt64
 
-    var string: String { prefix + "-" + String(number, radix: 16) }
+    var string: String {
+        var bytes: [UInt8] = []
+        append(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `prefix-number`, the number in hex, straight into a log line.
+    func append(to line: inout [UInt8]) {
+        line.append(utf8: prefix)
+        line.append(UInt8(ascii: "-"))
+        line.append(hex: number)
+    }
 }
 
 /// The access record, shared by reference so every path that ends an exchange logs the same one.

@@ -11,8 +11,10 @@ extension [UInt8] {
     /// Appends a string's UTF-8 bytes.
     @inlinable
     public mutating func append(utf8 string: String) {
-        var string = string
-        string.withUTF8 { append(contentsOf: $0) }
+        // Native strings, small ones included, always have contiguous UTF-8 (a borrow, no copy).
+        if string.utf8.withContiguousStorageIfAvailable({ append(contentsOf: $0) }) == nil {
+            append(contentsOf: Array(string.utf8))
+        }
     }
 
     /// Appends `value` in decimal, without going through String.

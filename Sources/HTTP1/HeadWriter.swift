@@ -87,10 +87,10 @@ private func appendFields(
     case .chunked: output.append(literal: "Transfer-Encoding: chunked\r\n")
     case .none, .untilClose: break
     }
-    for field in extraFields {
-        output.append(utf8: field.name)
+    for index in extraFields.indices {  // not `for field in`: a copy retains both strings
+        output.append(utf8: extraFields[index].name)
         output.append(literal: ": ")
-        output.append(utf8: field.value)
+        output.append(utf8: extraFields[index].value)
         output.append(literal: "\r\n")
     }
     output.append(literal: "\r\n")

@@ -16,6 +16,10 @@ public enum HeaderName {
         compare(name, other, by: ASCII.normalizedNameByte)
     }
 
+    public static func identityEquals(_ name: UnsafeRawBufferPointer, _ other: UnsafeRawBufferPointer) -> Bool {
+        ASCII.equals(name, other, by: ASCII.normalizedNameByte)
+    }
+
     /// The identity-normalized form of a name: ASCII lowercase, `_` mapped to `-`.
     public static func normalized(_ name: some Sequence<UInt8>) -> [UInt8] {
         name.map(ASCII.normalizedNameByte)

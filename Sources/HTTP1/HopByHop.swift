@@ -8,15 +8,14 @@ public enum HopByHop {
     /// Whether `field` of `head` must not be forwarded: its name is in `fieldNames` or listed in the
     /// head's Connection options. Compared with identity normalization (case, and `_` as `-`), so a
     /// `Keep_Alive` lookalike is stripped too.
+    @inlinable  // specialized in the caller's module: it runs for every field of every message
     public static func isHopByHop(_ field: HeaderField, in head: some MessageHead) -> Bool {
         let name = head.bytes[field.name]
         return isAlwaysHopByHop(name)
             || head.bytes.withUnsafeBytes { bytes in
                 head.connectionOptions.contains { option in
-                    ASCII.equals(
-                        UnsafeRawBufferPointer(rebasing: bytes[field.name]),
-                        UnsafeRawBufferPointer(rebasing: bytes[option]),
-                        by: ASCII.normalizedNameByte)
+                    HeaderName.identityEquals(
+                        UnsafeRawBufferPointer(rebasing: bytes[field.name]), UnsafeRawBufferPointer(rebasing: bytes[option]))
                 }
             }
     }

@@ -73,11 +73,20 @@ private func appendFields(
     of head: some MessageHead, framing: BodyFraming, extraFields: [ExtraField], to output: inout [UInt8],
     including include: (Int) -> Bool
 ) {
-    for (index, field) in head.fields.enumerated() where include(index) && !isFramingField(head.bytes[field.name]) {
-        output.append(contentsOf: head.bytes[field.name])
-        output.append(literal: ": ")
-        output.append(contentsOf: head.bytes[field.value])
-        output.append(literal: "\r\n")
+    let bytes = head.bytes
+    for (index, field) in head.fields.enumerated() where include(index) && !isFramingField(bytes[field.name]) {
+        // A line received as exactly `name: value CRLF` (the usual spelling) is copied whole.
+        let line = field.name.lowerBound..<(field.value.upperBound + 2)
+        if field.value.lowerBound == field.name.upperBound + 2, bytes[field.name.upperBound + 1] == ASCII.space,
+            line.upperBound <= bytes.count, bytes[field.value.upperBound] == ASCII.cr
+        {
+            output.append(contentsOf: bytes[line])
+        } else {
+            output.append(contentsOf: bytes[field.name])
+            output.append(literal: ": ")
+            output.append(contentsOf: bytes[field.value])
+            output.append(literal: "\r\n")
+        }
     }
     switch framing {
     case .contentLength(let length):

@@ -91,6 +91,20 @@ struct HeadWriterTests {
         #expect(reparsed.valueString("x-forwarded-email") == "me@example.com" && reparsed.fields.count == 4)
     }
 
+    @Test("Every field line is written as `name: value CRLF`, however it was spaced")
+    func fieldLineSpelling() throws {
+        let head = try #require(
+            parseRequest(
+                "GET / HTTP/1.1\r\nHost: a\r\nA:\tb\r\nB:c\r\nC: d \t\r\nD: \r\nE:\r\nF:  f\r\nG: g g\r\nH: h\r\n\r\n"
+            ).head)
+        var output: [UInt8] = []
+        #expect(RequestHeadWriter.append(head, framing: .none, to: &output) { _ in true })
+        #expect(
+            output
+                == [UInt8](
+                    "GET / HTTP/1.1\r\nHost: a\r\nA: b\r\nB: c\r\nC: d\r\nD: \r\nE: \r\nF: f\r\nG: g g\r\nH: h\r\n\r\n"))
+    }
+
     @Test("The writer owns framing: received framing fields are dropped, the given framing is written")
     func framing() throws {
         let head = try #require(parseRequest("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").head)

@@ -5,7 +5,7 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libssl-dev libcurl4-openssl-dev pkg-config curl python3-venv
 DEPS := scripts/install-deps.sh $(SYSTEM_PACKAGES)
 
-.PHONY: deps build test test-unit test-integration test-e2e test-tsan test-asan test-deploy fuzz fuzz-ci demo bench bench-verify soak soak-ci clean
+.PHONY: deps build test test-unit test-integration test-e2e test-tsan test-asan test-deploy fuzz fuzz-ci demo bench bench-verify bench-instructions soak soak-ci clean
 
 deps:
 	@$(DEPS)
@@ -80,6 +80,11 @@ bench: deps
 ## Verifications per second (fresh token each time) beside `openssl speed ecdsap256`.
 bench-verify: deps
 	bench/verify.sh
+
+## User-space instructions per proxied request under Valgrind (callgrind): nginx, HAProxy (plain and
+## jwt_verify) and iap-proxy. Exact and repeatable, unlike timings on a shared machine; no kernel time.
+bench-instructions: deps
+	bench/instructions.sh
 
 ## Soak: the release binary in front of `iap-proxy echo` under sustained mixed load (wrk or Python:
 ## keep-alive GETs and POSTs, 401s and 403s, WebSockets, fresh connections) for SOAK_SECONDS

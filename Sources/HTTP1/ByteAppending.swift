@@ -23,15 +23,15 @@ extension [UInt8] {
         append(UInt8(ascii: "0") + UInt8(value % 10))
     }
 
+    public mutating func append(decimal value: Int64) {
+        if value < 0 { append(UInt8(ascii: "-")) }
+        append(decimal: value.magnitude)
+    }
+
     /// Appends `value` in lowercase hexadecimal.
     public mutating func append(hex value: UInt64) {
         if value >= 16 { append(hex: value / 16) }
         let digit = UInt8(value % 16)
         append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
-    }
-
-    public mutating func append(decimal value: Int64) {
-        if value < 0 { append(UInt8(ascii: "-")) }
-        append(decimal: value.magnitude)
     }
 }

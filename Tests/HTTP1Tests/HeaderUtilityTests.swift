@@ -91,6 +91,28 @@ struct HeadWriterTests {
         #expect(reparsed.valueString("x-forwarded-email") == "me@example.com" && reparsed.fields.count == 4)
     }
 
+    @Test("Byte appending: literals, strings (small and large, non-ASCII), decimal and hex numbers")
+    func byteAppending() {
+        var bytes: [UInt8] = []
+        bytes.append(literal: "a: ")
+        bytes.append(utf8: "é")
+        bytes.append(utf8: String(repeating: "x", count: 40))
+        bytes.append(literal: "|")
+        for number: Int64 in [0, 7, 10, -1, 1_234_567_890, .max, .min] {
+            bytes.append(decimal: number)
+            bytes.append(literal: ",")
+        }
+        bytes.append(decimal: UInt64.max)
+        bytes.append(literal: "|")
+        for number: UInt64 in [0, 9, 10, 255, 0xdead_beef, .max] {
+            bytes.append(hex: number)
+            bytes.append(literal: ",")
+        }
+        let expected = "a: é" + String(repeating: "x", count: 40) + "|0,7,10,-1,1234567890,9223372036854775807,"
+            + "-9223372036854775808,18446744073709551615|0,9,a,ff,deadbeef,ffffffffffffffff,"
+        #expect(bytes == [UInt8](expected))
+    }
+
     @Test("Every field line is written as `name: value CRLF`, however it was spaced")
     func fieldLineSpelling() throws {
         let head = try #require(

@@ -132,17 +132,19 @@ iap_serve_available() {
 free_ports() { tool freeport "$1"; }
 
 wait_port() { # name port
-    tool waitport "$2" 10 2>/dev/null && kill -0 "${PID_OF[$1]}" 2>/dev/null && return 0
+    tool waitport "$2" "${WAIT_PORT_SECONDS:-10}" 2>/dev/null && kill -0 "${PID_OF[$1]}" 2>/dev/null && return 0
     log "bench: $1 did not start listening on 127.0.0.1:$2; its log:"
     tail -20 "$BENCH_TMP/$1.log" >&2 || true
     die "$1 failed to start"
 }
 
 # start_server NAME PORT CPU COMMAND... : run in the background, pinned, logged; wait for the port.
+# SERVER_WRAPPER (an array, e.g. a valgrind command line) goes in front of COMMAND when set.
 start_server() {
     local name=$1 port=$2 cpu=$3
     shift 3
-    nice -n "${BENCH_NICE:-0}" taskset -c "$cpu" "$@" >"${SERVER_STDOUT:-$BENCH_TMP/$name.log}" 2>>"$BENCH_TMP/$name.log" &
+    nice -n "${BENCH_NICE:-0}" taskset -c "$cpu" ${SERVER_WRAPPER[@]+"${SERVER_WRAPPER[@]}"} "$@" \
+        >"${SERVER_STDOUT:-$BENCH_TMP/$name.log}" 2>>"$BENCH_TMP/$name.log" &
     PID_OF[$name]=$!
     PORT_OF[$name]=$port
     echo "$name pid $! port $port" >>"$BENCH_TMP/pids.txt"
@@ -237,7 +239,7 @@ nginx_common() { # name
     cat <<EOF
 worker_processes 1;
 daemon off;
-master_process on;
+master_process ${NGINX_MASTER_PROCESS:-on};
 pid $BENCH_TMP/$1.pid;
 error_log $BENCH_TMP/$1-error.log warn;
 worker_rlimit_nofile $(ulimit -n);

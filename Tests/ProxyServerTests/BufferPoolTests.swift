@@ -41,21 +41,23 @@ struct BufferPoolTests {
         #expect(pool.blocksHeld == held + 1)
     }
 
-    @Test("the pool keeps at most 16 blocks of a size and frees the rest")
+    @Test("the pool keeps 256 KiB of each size (at least 16 blocks) and frees the rest")
     func bounded() {
         let pool = BufferPool()
-        let buffers = (0..<40).map { _ in ByteBuffer(pool: pool) }
-        for (index, buffer) in buffers.enumerated() { filled(buffer, 10, UInt8(index)) }
-        for buffer in buffers {
-            buffer.consume(10)
-            buffer.releaseIfEmpty()
+        func churn(_ count: Int, bytes: Int) {
+            let buffers = (0..<count).map { _ in ByteBuffer(pool: pool) }
+            for (index, buffer) in buffers.enumerated() { filled(buffer, bytes, UInt8(truncatingIfNeeded: index)) }
+            for buffer in buffers {
+                buffer.consume(bytes)
+                buffer.releaseIfEmpty()
+            }
         }
-        #expect(pool.blocksHeld == 16)
+        churn(300, bytes: 10)  // 1 KiB blocks: 256 kept
+        #expect(pool.blocksHeld == 256)
+        churn(40, bytes: 40_000)  // 64 KiB blocks: 16 kept
+        #expect(pool.blocksHeld == 256 + 16)
         // Larger than the largest pooled size: never kept.
-        let large = ByteBuffer(pool: pool)
-        filled(large, 100_000, 0)
-        large.consume(100_000)
-        large.releaseIfEmpty()
-        #expect(pool.blocksHeld == 16)
+        churn(1, bytes: 100_000)
+        #expect(pool.blocksHeld == 256 + 16)
     }
 }

@@ -91,24 +91,31 @@ final class ByteBuffer {
 /// Buffer memory a loop keeps for reuse. Connections give their buffers back whenever they run
 /// empty (so idle ones hold nothing); under load that is every request, and without the pool each
 /// request allocated and freed its read buffers (64 KiB upstream, 16 KiB client) and head buffers.
-/// Bounded: at most `perSize` blocks of each power-of-two size up to 64 KiB (~2 MiB per loop).
+/// Bounded: of each power-of-two size up to 64 KiB, 256 KiB of blocks and at least 16 (~3 MiB per
+/// loop). The many small blocks are for heads: an iteration's requests and answers wait in their
+/// buffers until it ends (`Worker.flushAtIterationEnd`), up to one per event of its batch of 256,
+/// and with 16 kept, 1,000 busy connections allocated ~3 of them per request.
 /// Used only on its loop's thread, like the connections that own the buffers.
 final class BufferPool {
     private static let smallest = 1024
     private static let largest = 64 * 1024
-    private static let perSize = 16
+    private static let bytesPerSize = 256 * 1024
+    private static let minimumPerSize = 16
     // One loop only, and no call out while an access lasts: the dynamic exclusivity check (a thread-local
     // lookup on every take and give) buys nothing here.
     @exclusivity(unchecked) private var free: [[UnsafeMutableRawPointer]]
 
     init() {
         let sizes = (Self.largest / Self.smallest).trailingZeroBitCount + 1
-        free = (0..<sizes).map { _ in
+        free = (0..<sizes).map { size in
             var blocks: [UnsafeMutableRawPointer] = []
-            blocks.reserveCapacity(Self.perSize)
+            blocks.reserveCapacity(Self.limit(size))
             return blocks
         }
     }
+
+    /// How many blocks of a size class are kept.
+    private static func limit(_ sizeClass: Int) -> Int { max(minimumPerSize, bytesPerSize / (smallest << sizeClass)) }
 
     deinit { for blocks in free { for block in blocks { block.deallocate() } } }
 
@@ -127,7 +134,7 @@ final class BufferPool {
     }
 
     func give(_ block: UnsafeMutableRawPointer, capacity: Int) {
-        guard let size = sizeClass(capacity), free[size].count < Self.perSize else { return block.deallocate() }
+        guard let size = sizeClass(capacity), free[size].count < Self.limit(size) else { return block.deallocate() }
         free[size].append(block)
     }
 }

@@ -16,6 +16,7 @@ public enum HeaderName {
         compare(name, other, by: ASCII.normalizedNameByte)
     }
 
+    /// Two names in raw bytes (e.g. a field and a Connection option of one head).
     public static func identityEquals(_ name: UnsafeRawBufferPointer, _ other: UnsafeRawBufferPointer) -> Bool {
         ASCII.equals(name, other, by: ASCII.normalizedNameByte)
     }

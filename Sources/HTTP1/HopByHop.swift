@@ -15,7 +15,8 @@ public enum HopByHop {
             || head.bytes.withUnsafeBytes { bytes in
                 head.connectionOptions.contains { option in
                     HeaderName.identityEquals(
-                        UnsafeRawBufferPointer(rebasing: bytes[field.name]), UnsafeRawBufferPointer(rebasing: bytes[option]))
+                        UnsafeRawBufferPointer(rebasing: bytes[field.name]),
+                        UnsafeRawBufferPointer(rebasing: bytes[option]))
                 }
             }
     }

@@ -180,6 +180,10 @@ struct FieldLineTests {
     }
 
 
+    private func parseLongValue(_ value: [UInt8]) -> HeadParseResult<RequestHead> {
+        parseRequest([UInt8]("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ") + value + [UInt8]("\r\n\r\n"))
+    }
+
     @Test("Every byte value and every run of whitespace, in every lane of the 8-byte value scan and its tail")
     func valueBytesAtEveryOffset() {
         // Long values are scanned eight bytes at a time: put each byte at each offset of a 27-byte
@@ -191,14 +195,16 @@ struct FieldLineTests {
             for offset in 0..<27 {
                 var value = [UInt8](repeating: UInt8(ascii: "v"), count: 27)
                 value[offset] = byte
-                let result = parseRequest([UInt8]("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ") + value + [UInt8]("\r\n\r\n"))
+                let result = parseLongValue(value)
                 if allowed {
                     // Leading and trailing OWS is not part of the value.
                     let expected = isWhitespace && offset == 0 ? Array(value.dropFirst())
                         : isWhitespace && offset == 26 ? Array(value.dropLast()) : value
                     #expect(result.head?.value("x-long").map(Array.init) == expected, "byte \(byte) at \(offset)")
                 } else {
-                    #expect(result.error == HTTPParseError(status: 400, reason: "invalid-field-value"), "byte \(byte) at \(offset)")
+                    #expect(
+                        result.error == HTTPParseError(status: 400, reason: "invalid-field-value"),
+                        "byte \(byte) at \(offset)")
                 }
             }
         }
@@ -209,10 +215,11 @@ struct FieldLineTests {
                 for offset in 0...(27 - length) {
                     var value = [UInt8](repeating: UInt8(ascii: "v"), count: 27)
                     value.replaceSubrange(offset..<(offset + length), with: repeatElement(whitespace, count: length))
-                    let result = parseRequest([UInt8]("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ") + value + [UInt8]("\r\n\r\n"))
+                    let result = parseLongValue(value)
                     let isOWS = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
                     let expected = Array(value.drop(while: isOWS).reversed().drop(while: isOWS).reversed())
-                    #expect(result.head?.value("x-long").map(Array.init) == expected, "\(length) × \(whitespace) at \(offset)")
+                    #expect(
+                        result.head?.value("x-long").map(Array.init) == expected, "\(length) × \(whitespace) at \(offset)")
                 }
             }
         }

@@ -159,7 +159,9 @@ func appendEscaped(_ text: String, to line: inout [UInt8]) {
     text.withUTF8 { appendEscaped($0, to: &line) }
 }
 
-private func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
+private func hexDigit(_ value: UInt8) -> UInt8 {
+    value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+}
 
 /// Microseconds as milliseconds with three decimals (`1.234`).
 func appendMilliseconds(_ microseconds: Int64, to line: inout [UInt8]) {

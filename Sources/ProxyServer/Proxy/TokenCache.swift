@@ -71,9 +71,10 @@ final class TokenCache {
 }
 
 /// Token bytes as a dictionary key. Only the last 64 bytes are hashed (a tenth of an IAP
-/// assertion): a token ends with its signature, which differs in every token (ES256 signs with a
-/// fresh nonce), so the tail is as distinct as the whole. Equality still compares every byte, and
-/// only verified tokens are stored, so no one can fill the table with keys that collide.
+/// assertion): a token ends with its signature, and different signed bytes have different
+/// signatures (ES256 adds a fresh nonce besides), so the tail is as distinct as the whole.
+/// Equality still compares every byte, and only verified tokens are stored, so no one can fill the
+/// table with keys that collide.
 private struct TokenKey: Hashable {
     let bytes: ArraySlice<UInt8>
 

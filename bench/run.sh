@@ -25,9 +25,10 @@
 # NGINX_UPSTREAM_KEEPALIVE IAP_ACCESS_LOG (file for iap-proxy's access log; default /dev/null)
 # BENCH_NICE (e.g. -10: servers and wrk get the CPU before other tenants' jobs; default 0).
 #
-# Noise: a run during which other processes used more than NOISE_MAX % (default 10) of the
-# servers' core (or starved wrk on its core) is measured again, up to RETRIES (default 2) times;
-# every attempt is kept in attempts.csv, and a run still noisy after that is flagged in the report.
+# Noise: a run during which other processes, or other machines as steal time, used more than
+# NOISE_MAX % (default 10) of the servers' core (or starved wrk on its core) is measured again, up
+# to RETRIES (default 2) times; every attempt is kept in attempts.csv, and a run still noisy after
+# that is flagged in the report.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
@@ -258,9 +259,10 @@ measure_once() { # scenario conns body round attempt -> ROW (a CSV line) and NOI
             if (bpr < (body == "small" ? small : large)) flag = flag (flag ? " " : "") "short-responses"
             if (tr > 0) flag = flag (flag ? " " : "") "token-reuse"
             if (wrkpct > 90) flag = flag (flag ? " " : "") "client-bound"
-            # Another tenant took the servers core, or starved wrk on its core.
-            noisy = (other0 > noise || (other1 > noise && wrkpct + other1 > 90))
-            if (noisy) flag = flag (flag ? " " : "") sprintf("noisy(other: core0 %.0f%% core1 %.0f%%)", other0, other1)
+            # Another tenant took the servers core (in this VM, or as steal time: the hypervisor ran
+            # another machine on it, which also leaves our caches cold), or starved wrk on its core.
+            noisy = (other0 + steal0 > noise || (other1 > noise && wrkpct + other1 > 90))
+            if (noisy) flag = flag (flag ? " " : "") sprintf("noisy(other: core0 %.0f%% steal %.0f%% core1 %.0f%%)", other0, steal0, other1)
             printf "%d %s,%s,%s,%s,%s,%.1f,%d,%d,%d,%d,%d,%d,%.0f,%.2f,%.2f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s\n",
                 noisy, c, body, rd, att, s, rps, req, dur, p50, p90, p99, mx, bpr, (s == "direct" ? ocpu : cpu), ocpu,
                 busy0, other0, steal0, busy1, wrkpct, other1, ec, er, ew, es, et, ts, tp, tr, oc, flag
@@ -312,7 +314,8 @@ echo "elapsed: $(( $(date +%s) - started )) s"
     echo "median'ed. CPU µs/req is utime+stime of the process under test over the measured interval divided by"
     echo "the requests wrk completed (for direct, the origin's). core-0 'other' is busy time on the servers' core"
     echo "not charged to the proxy or the origin (interrupts, softirq, other tenants); core-1 'other' likewise"
-    echo "beside wrk. A run with more than ${NOISE_MAX}% 'other' (on core 1: only when wrk was short of CPU) was"
+    echo "beside wrk. A run with more than ${NOISE_MAX}% 'other' plus steal time on core 0, or 'other' on core 1"
+    echo "while wrk was short of CPU, was"
     echo "measured again up to $RETRIES times (attempts.csv keeps all); runs still noisy are flagged below."
     echo "'origin conns opened' counts the connections the origin accepted during the measured run (from its"
     echo "stub_status): about 0 when a proxy's upstream keep-alive pool holds; for direct it is wrk's connections + 1."

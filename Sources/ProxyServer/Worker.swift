@@ -246,17 +246,14 @@ final class Worker {
     /// alike), forwarding headers set, the verified identity added. Framing is re-written.
     func writeUpstreamHead(
         _ head: RequestHead, target: String?, identityHeaders: [ExtraField], routeHeaders: IdentityHeaders?,
-        policyHeaderNames: [String], stripAssertion: Bool, clientIP: String, to buffer: ByteBuffer
+        policyHeaderNames: [String], stripAssertion: Bool, forwardedFor: ExtraField, forwardedHost: ExtraField?,
+        to buffer: ByteBuffer
     ) -> Bool {
         var extra: [ExtraField] = []
         extra.reserveCapacity(6 + identityHeaders.count)
-        var forwardedFor = ""
-        for field in head.fields where head.nameEquals(field, "x-forwarded-for") {
-            forwardedFor += String(decoding: head.value(of: field), as: UTF8.self) + ", "
-        }
-        extra.append(ExtraField("X-Forwarded-For", forwardedFor + clientIP))
-        extra.append(ExtraField("X-Forwarded-Proto", forwardedProto(head)))
-        if let host = head.hostString { extra.append(ExtraField("X-Forwarded-Host", host)) }
+        extra.append(forwardedFor)
+        extra.append(forwardedProto(head))
+        if let forwardedHost { extra.append(forwardedHost) }
         extra += identityHeaders
         if head.upgrade, let protocols = head.valueString("upgrade") {
             extra.append(ExtraField("Connection", "Upgrade"))
@@ -285,13 +282,16 @@ final class Worker {
         return true
     }
 
-    private func forwardedProto(_ head: RequestHead) -> String {
+    private static let forwardedHTTP = ExtraField("X-Forwarded-Proto", "http")
+    private static let forwardedHTTPS = ExtraField("X-Forwarded-Proto", "https")
+
+    private func forwardedProto(_ head: RequestHead) -> ExtraField {
         switch shared.config.forwardedProto {
-        case .http: return "http"
-        case .https: return "https"
+        case .http: return Self.forwardedHTTP
+        case .https: return Self.forwardedHTTPS
         case .auto:
-            let incoming = head.valueString("x-forwarded-proto")
-            return incoming == "https" || incoming == "http" ? incoming! : "http"
+            let incoming = head.value("x-forwarded-proto")
+            return incoming?.elementsEqual("https".utf8) == true ? Self.forwardedHTTPS : Self.forwardedHTTP
         }
     }
 

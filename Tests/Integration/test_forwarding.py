@@ -3,7 +3,7 @@ Via only when asked for."""
 
 from __future__ import annotations
 
-from helpers import echoed_header_values, echoed_headers, http
+from helpers import RawConn, echoed_header_values, echoed_headers, http, request_bytes
 from upstreams import serve_each, simple_response
 
 
@@ -61,6 +61,22 @@ def test_x_forwarded_proto_and_host(proxy, token):
     assert echoed_header_values(resp, "X-Forwarded-Proto") == ["http"]
     resp = http(proxy.port, "GET", "/xfp3", token=token)
     assert echoed_header_values(resp, "X-Forwarded-Proto") == ["http"]
+
+
+def test_forwarded_fields_follow_each_request_on_one_connection(proxy, token):
+    """A connection reuses the X-Forwarded-For and X-Forwarded-Host it made for its last request
+    while they still apply: every request on it must still get its own values, in any order."""
+    sequence = [("a.example", None), ("a.example", "203.0.113.7"), ("b.example:8443", None),
+                ("a.example", None), ("a.example", "192.0.2.1"), ("b.example:8443", None)]
+    with RawConn(proxy.port) as conn:
+        for host, forwarded in sequence:
+            headers = [("X-Forwarded-For", forwarded)] if forwarded else []
+            conn.send(request_bytes("GET", "/seq", headers, host=host, token=token))
+            resp = conn.read_response()
+            assert resp.status == 200
+            assert echoed_header_values(resp, "X-Forwarded-Host") == [host]
+            expected = f"{forwarded}, 127.0.0.1" if forwarded else "127.0.0.1"
+            assert echoed_header_values(resp, "X-Forwarded-For") == [expected]
 
 
 def test_forwarded_proto_forced(serve, token):

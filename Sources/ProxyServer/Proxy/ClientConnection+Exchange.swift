@@ -37,7 +37,8 @@ extension ClientConnection {
                 head, target: exchange.target, identityHeaders: exchange.identityHeaders,
                 routeHeaders: exchange.route?.identityHeaders,
                 policyHeaderNames: worker.shared.policy?.identityHeaderNames ?? [], stripAssertion: stripAssertion,
-                clientIP: peerIP, to: upstream.outbound)
+                forwardedFor: forwarded.forwardedFor(head), forwardedHost: forwarded.forwardedHost(head),
+                to: upstream.outbound)
         else {
             return failExchange(status: 500, reason: "header-rewrite-failed")
         }

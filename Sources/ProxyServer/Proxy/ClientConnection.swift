@@ -26,8 +26,9 @@ final class ClientConnection: LoopHandler {
     var token: EventLoop.Token?
     unowned let worker: Worker
     let peer: SocketAddress
-    /// The client's IP as text, for X-Forwarded-For and the log (formatted once per connection).
-    let peerIP: String
+    /// The client's IP (formatted once per connection) and the X-Forwarded fields made from it.
+    var forwarded: ForwardedFields
+    var peerIP: String { forwarded.clientIP }
     let inbound: ByteBuffer
     let outbound: ByteBuffer
     var state = State.readingHead
@@ -58,7 +59,7 @@ final class ClientConnection: LoopHandler {
     init(fd: Int32, peer: SocketAddress, worker: Worker) {
         self.fd = fd
         self.peer = peer
-        peerIP = peer.ip
+        forwarded = ForwardedFields(clientIP: peer.ip)
         self.worker = worker
         inbound = ByteBuffer(pool: worker.loop.buffers)
         outbound = ByteBuffer(pool: worker.loop.buffers)

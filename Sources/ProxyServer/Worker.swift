@@ -366,8 +366,8 @@ final class Worker {
             lastRequestCounter = (labels, counter)
         }
         counter.increment()
-        shared.metrics.requestDuration.record(.microseconds(record.duration))
-        if let upstream = record.upstreamTime { shared.metrics.upstreamDuration.record(.microseconds(upstream)) }
+        shared.metrics.requestDuration.record(microseconds: record.duration)
+        if let upstream = record.upstreamTime { shared.metrics.upstreamDuration.record(microseconds: upstream) }
         guard shared.config.accessLog else { return }
         if shared.config.hashEmails, let email = record.email { record.email = hashedEmail(email) }
         let head = exchange.head

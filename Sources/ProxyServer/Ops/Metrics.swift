@@ -4,14 +4,14 @@ import Synchronization
 
 /// Prometheus metrics, served as text at `/metrics` on the admin listener.
 ///
-/// Per-request counters and histograms are updated by the loops (atomics and short locks inside
-/// swift-prometheus; the loops cache their counter handles, so a request costs no registry
-/// lookup). Everything that is a state rather than an event — connections, tunnels, the key set,
+/// Per-request counters and histograms are updated by the loops (atomics inside swift-prometheus's
+/// counters, whose handles the loops cache, so a request costs no registry lookup; the latency
+/// histograms are our own, see `LatencyHistogram`). Everything that is a state rather than an event — connections, tunnels, the key set,
 /// the policy, the pools — is read when scraped.
 public final class Metrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    let requestDuration: DurationHistogram
-    let upstreamDuration: DurationHistogram
+    let requestDuration: LatencyHistogram
+    let upstreamDuration: LatencyHistogram
     let tokenCacheHits: Counter
     let tokenCacheMisses: Counter
     let upstreamConnectErrors: Counter
@@ -43,11 +43,11 @@ public final class Metrics: Sendable {
             .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
             .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
         ]
-        requestDuration = registry.makeDurationHistogram(
-            descriptor: name("request_duration", "seconds", "From a complete request head to the end of the response."),
+        requestDuration = LatencyHistogram(
+            name: "iap_proxy_request_duration_seconds", help: "From a complete request head to the end of the response.",
             buckets: latencyBuckets)
-        upstreamDuration = registry.makeDurationHistogram(
-            descriptor: name("upstream_duration", "seconds", "From sending a request upstream to its response head."),
+        upstreamDuration = LatencyHistogram(
+            name: "iap_proxy_upstream_duration_seconds", help: "From sending a request upstream to its response head.",
             buckets: latencyBuckets)
         let cache = name("token_cache", "total", "Verified-token cache lookups: a hit skips signature verification.")
         tokenCacheHits = registry.makeCounter(descriptor: cache, labels: [("result", "hit")])
@@ -130,7 +130,10 @@ public final class Metrics: Sendable {
                 gauges[kid] = gauge
             }
         }
-        return registry.emitToBuffer()
+        var text = registry.emitToBuffer()
+        requestDuration.emit(into: &text)
+        upstreamDuration.emit(into: &text)
+        return text
     }
 }
 

@@ -1,5 +1,5 @@
+import IAPAuth
 import Prometheus
-import Synchronization
 
 /// A Prometheus histogram of durations that costs a request a few integer comparisons and a short
 /// lock. swift-prometheus's `DurationHistogram` compares each value with every bucket as a 128-bit
@@ -18,7 +18,8 @@ final class LatencyHistogram: Sendable {
     /// Upper bounds in microseconds, ascending, and their `le` labels.
     private let bounds: [Int64]
     private let labels: [String]
-    private let state: Mutex<State>
+    /// `Locked`, not `Mutex`: ThreadSanitizer cannot see `Mutex`'s ordering (see `Locked`).
+    private let state: Locked<State>
 
     /// `name` is the full metric name (`iap_proxy_request_duration_seconds`).
     init(name: String, help: String, buckets: [Duration]) {
@@ -27,7 +28,7 @@ final class LatencyHistogram: Sendable {
         self.help = help
         bounds = buckets.map { $0.components.seconds * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
         labels = buckets.map(\.bucketRepresentation)
-        state = Mutex(State(counts: Array(repeating: 0, count: buckets.count)))
+        state = Locked(State(counts: Array(repeating: 0, count: buckets.count)))
     }
 
     func record(microseconds: Int64) {

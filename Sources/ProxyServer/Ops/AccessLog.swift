@@ -142,9 +142,8 @@ func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to line: inout [UInt8]) 
         case UInt8(ascii: "\""): line.append(literal: #"\""#)
         case UInt8(ascii: "\\"): line.append(literal: #"\\"#)
         default:
-            line.append(literal: #"\u00"#)
-            line.append(hexDigit(byte >> 4))
-            line.append(hexDigit(byte & 0xF))
+            line.append(literal: byte < 0x10 ? #"\u000"# : #"\u00"#)
+            line.append(hex: UInt64(byte))
         }
     }
     line.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plainStart...]))
@@ -157,10 +156,6 @@ func appendEscaped(_ bytes: ArraySlice<UInt8>, to line: inout [UInt8]) {
 func appendEscaped(_ text: String, to line: inout [UInt8]) {
     var text = text
     text.withUTF8 { appendEscaped($0, to: &line) }
-}
-
-private func hexDigit(_ value: UInt8) -> UInt8 {
-    value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
 }
 
 /// Microseconds as milliseconds with three decimals (`1.234`).

@@ -6,8 +6,8 @@ import Synchronization
 ///
 /// Per-request counters and histograms are updated by the loops (atomics inside swift-prometheus's
 /// counters, whose handles the loops cache, so a request costs no registry lookup; the latency
-/// histograms are our own, see `LatencyHistogram`). Everything that is a state rather than an event — connections, tunnels, the key set,
-/// the policy, the pools — is read when scraped.
+/// histograms are our own, see `LatencyHistogram`). Everything that is a state rather than an
+/// event — connections, tunnels, the key set, the policy, the pools — is read when scraped.
 public final class Metrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     let requestDuration: LatencyHistogram

@@ -95,6 +95,9 @@ def test_readiness_follows_the_key_set(serve, env):
     keys = KeyServer(env.jwks.read_bytes(), port=port)
     try:
         proxy.wait_for(lambda: http(proxy.admin_port, "GET", "/readyz").status == 200, 20, "ready")
+        # The fetch is counted just after its keys are published: /readyz can answer in between.
+        proxy.wait_for(lambda: value(scrape(proxy), "iap_proxy_key_fetches_total", result="success") > 0, 5,
+                       "the fetch counted")
         samples = scrape(proxy)
         assert value(samples, "iap_proxy_ready") == 1
         assert value(samples, "iap_proxy_key_fetches_total", result="success") == 1

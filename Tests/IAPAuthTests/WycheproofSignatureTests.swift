@@ -9,7 +9,9 @@ struct WycheproofSignatureTests {
     let verifier = SignatureVerifier()
 
     func verify(_ algorithm: JWSAlgorithm, _ signature: [UInt8], _ message: [UInt8], _ key: VerificationKey) -> Bool {
-        message.withUnsafeBytes { verifier.verify(algorithm, signature: signature, message: $0, key: key) }
+        message.withUnsafeBytes { message in
+            signature.withUnsafeBytes { verifier.verify(algorithm, signature: $0, message: message, key: key) }
+        }
     }
 
     /// The group's key through the JWK path: `publicKeyJwk` when present, else `publicKey.wx/wy`
@@ -111,7 +113,7 @@ struct WycheproofSignatureTests {
         #expect(!ECDSASignature.isValidScalar([UInt8](repeating: 0, count: 32)[...]))
         #expect(!ECDSASignature.isValidScalar([UInt8](repeating: 0xFF, count: 32)[...]))
         #expect(ECDSASignature.isValidScalar(([UInt8](repeating: 0, count: 31) + [1])[...]))
-        #expect(ECDSASignature.der(fromRawRS: n + n) == nil)
-        #expect(ECDSASignature.der(fromRawRS: [UInt8](repeating: 0, count: 64)) == nil)
+        #expect((n + n).withUnsafeBytes { ECDSASignature.der(fromRawRS: $0) } == nil)
+        #expect([UInt8](repeating: 0, count: 64).withUnsafeBytes { ECDSASignature.der(fromRawRS: $0) } == nil)
     }
 }

@@ -57,24 +57,26 @@ final class SignatureVerifier {
 
     /// True when `signature` is a valid `algorithm` signature of `message` under `key`.
     func verify(
-        _ algorithm: JWSAlgorithm, signature: [UInt8], message: UnsafeRawBufferPointer, key: VerificationKey
+        _ algorithm: JWSAlgorithm, signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, key: VerificationKey
     ) -> Bool {
         guard algorithm.matches(key.kind), signature.count == key.signatureLength else { return false }
         switch algorithm {
         case .es256:
             guard let der = ECDSASignature.der(fromRawRS: signature) else { return false }
-            return digestVerify(signature: der, message: message, key: key)
+            return der.withUnsafeBytes { digestVerify(signature: $0, message: message, key: key) }
         case .rs256:
             return digestVerify(signature: signature, message: message, key: key)
         }
     }
 
-    private func digestVerify(signature: [UInt8], message: UnsafeRawBufferPointer, key: VerificationKey) -> Bool {
+    private func digestVerify(signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, key: VerificationKey) -> Bool {
         guard let template = template(for: key), EVP_MD_CTX_copy_ex(context, template.context) == 1 else {
             ERR_clear_error()
             return false
         }
-        let result = EVP_DigestVerify(context, signature, signature.count, message.baseAddress, message.count)
+        let result = EVP_DigestVerify(
+            context, signature.baseAddress?.assumingMemoryBound(to: UInt8.self), signature.count, message.baseAddress,
+            message.count)
         if result != 1 { ERR_clear_error() }
         return result == 1
     }
@@ -98,20 +100,19 @@ enum ECDSASignature {
 
     /// True when the big-endian 32-byte scalar is in 1..<n (CVE-2022-21449: r = s = 0 must fail
     /// before any curve arithmetic).
-    static func isValidScalar(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func isValidScalar(_ bytes: some Collection<UInt8>) -> Bool {
         guard bytes.contains(where: { $0 != 0 }) else { return false }
         return bytes.lexicographicallyPrecedes(groupOrder)
     }
 
     /// DER `ECDSA-Sig-Value` for a raw r‖s signature, built by OpenSSL itself (`ECDSA_SIG_set0` +
     /// `i2d_ECDSA_SIG`): hand-rolled DER gets minimal-integer encoding subtly wrong (openssl#17580).
-    static func der(fromRawRS raw: [UInt8]) -> [UInt8]? {
+    static func der(fromRawRS raw: UnsafeRawBufferPointer) -> [UInt8]? {
         guard raw.count == 64, isValidScalar(raw[0..<32]), isValidScalar(raw[32..<64]) else { return nil }
         guard let signature = ECDSA_SIG_new() else { return nil }
         defer { ECDSA_SIG_free(signature) }
-        let (r, s) = raw.withUnsafeBufferPointer { bytes in
-            (BN_bin2bn(bytes.baseAddress, 32, nil), BN_bin2bn(bytes.baseAddress! + 32, 32, nil))
-        }
+        let bytes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let (r, s) = (BN_bin2bn(bytes, 32, nil), BN_bin2bn(bytes + 32, 32, nil))
         // ECDSA_SIG_set0 takes ownership of r and s only when it succeeds.
         guard let r, let s, ECDSA_SIG_set0(signature, r, s) == 1 else {
             BN_free(r)

@@ -13,48 +13,63 @@ public enum Base64URL {
     }()
 
     /// Decodes `input`, or returns nil when it is not canonical unpadded base64url.
-    /// One pass: the alphabet check rides along with the decoding (a token's three segments are
-    /// decoded on every fresh verification).
     public static func decode(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
-        let count = input.count
-        guard count % 4 != 1 else { return nil }
-        var foreign: UInt8 = 0  // any table entry of 0xFF marks a byte outside the alphabet
-        let decoded = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { output, initialized in
-            values.withUnsafeBufferPointer { table in
-                func value(_ offset: Int) -> UInt32 {
-                    let entry = table[Int(input[offset])]
-                    foreign |= entry
-                    return UInt32(entry)
-                }
-                var read = 0
-                var written = 0
-                while count - read >= 4 {  // four characters, three bytes
-                    let quad = value(read) << 18 | value(read + 1) << 12 | value(read + 2) << 6 | value(read + 3)
-                    output[written] = UInt8(truncatingIfNeeded: quad >> 16)
-                    output[written + 1] = UInt8(truncatingIfNeeded: quad >> 8)
-                    output[written + 2] = UInt8(truncatingIfNeeded: quad)
-                    read += 4
-                    written += 3
-                }
-                switch count - read {
-                case 2:
-                    let last = value(read + 1)
-                    foreign |= last & 0x0F == 0 ? 0 : 0xFF  // unused low bits must be zero
-                    output[written] = UInt8(truncatingIfNeeded: value(read) << 2 | last >> 4)
-                    written += 1
-                case 3:
-                    let last = value(read + 2)
-                    foreign |= last & 0x03 == 0 ? 0 : 0xFF
-                    let triple = value(read) << 12 | value(read + 1) << 6 | last
-                    output[written] = UInt8(truncatingIfNeeded: triple >> 10)
-                    output[written + 1] = UInt8(truncatingIfNeeded: triple >> 2)
-                    written += 2
-                default: break
-                }
+        var valid = false
+        let decoded = [UInt8](unsafeUninitializedCapacity: decodedCount(input.count)) { output, initialized in
+            if let written = decode(input, into: UnsafeMutableRawBufferPointer(output)) {
                 initialized = written
+                valid = true
             }
         }
-        return foreign & 0x80 == 0 ? decoded : nil
+        return valid ? decoded : nil
+    }
+
+    /// The most bytes `count` characters decode to.
+    static func decodedCount(_ count: Int) -> Int { count * 3 / 4 }
+
+    /// Decodes `input` into `output` (at least `decodedCount(input.count)` bytes) and returns the
+    /// bytes written, or nil when it is not canonical unpadded base64url. One pass: the alphabet
+    /// check rides along with the decoding, and nothing is allocated (a token's three segments are
+    /// decoded on every fresh verification).
+    static func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int? {
+        let count = input.count
+        guard count % 4 != 1 else { return nil }
+        precondition(output.count >= decodedCount(count), "base64url output buffer too small")
+        var foreign: UInt8 = 0  // any table entry of 0xFF marks a byte outside the alphabet
+        let written = values.withUnsafeBufferPointer { table in
+            func value(_ offset: Int) -> UInt32 {
+                let entry = table[Int(input[offset])]
+                foreign |= entry
+                return UInt32(entry)
+            }
+            var read = 0
+            var written = 0
+            while count - read >= 4 {  // four characters, three bytes
+                let quad = value(read) << 18 | value(read + 1) << 12 | value(read + 2) << 6 | value(read + 3)
+                output[written] = UInt8(truncatingIfNeeded: quad >> 16)
+                output[written + 1] = UInt8(truncatingIfNeeded: quad >> 8)
+                output[written + 2] = UInt8(truncatingIfNeeded: quad)
+                read += 4
+                written += 3
+            }
+            switch count - read {
+            case 2:
+                let last = value(read + 1)
+                foreign |= last & 0x0F == 0 ? 0 : 0xFF  // unused low bits must be zero
+                output[written] = UInt8(truncatingIfNeeded: value(read) << 2 | last >> 4)
+                written += 1
+            case 3:
+                let last = value(read + 2)
+                foreign |= last & 0x03 == 0 ? 0 : 0xFF
+                let triple = value(read) << 12 | value(read + 1) << 6 | last
+                output[written] = UInt8(truncatingIfNeeded: triple >> 10)
+                output[written + 1] = UInt8(truncatingIfNeeded: triple >> 2)
+                written += 2
+            default: break
+            }
+            return written
+        }
+        return foreign & 0x80 == 0 ? written : nil
     }
 
     public static func decode(_ input: some StringProtocol) -> [UInt8]? {

@@ -46,7 +46,7 @@ struct JOSEHeader {
     /// Parses the decoded header. `alg` is compared after JSON decoding ("\u0045S256" is ES256)
     /// and must be one of `allowed`; `jku`, `x5u`, `jwk` and `x5c` are ignored, never fetched or
     /// trusted; `crit` and `b64` change JWS processing and are refused whatever their value.
-    static func parse(_ bytes: [UInt8], allowed: Set<JWSAlgorithm>) -> Result<JOSEHeader, Rejection> {
+    static func parse(_ bytes: UnsafeRawBufferPointer, allowed: Set<JWSAlgorithm>) -> Result<JOSEHeader, Rejection> {
         let header: JSONObject
         do {
             guard let object = try JSONValue.parse(bytes).objectValue else {
@@ -88,7 +88,7 @@ struct IAPClaims {
     /// Parses the payload. Every claim IAP always sends must be present with its JSON type:
     /// `exp`/`iat` non-negative integers (no fractions, no strings), `aud`/`iss`/`email`/`sub`
     /// strings; `hd` a string and `google.access_levels` an array of strings when present.
-    static func parse(_ bytes: [UInt8]) -> Result<IAPClaims, Rejection> {
+    static func parse(_ bytes: UnsafeRawBufferPointer) -> Result<IAPClaims, Rejection> {
         let claims: JSONObject
         do {
             guard let object = try JSONValue.parse(bytes).objectValue else {
@@ -145,10 +145,14 @@ struct IAPClaims {
             }
             guard !email.isEmpty else { throw Rejection(.malformedClaims, "email is empty") }
             // These values become HTTP header values: no control characters, ever.
-            for (name, value) in [("email", email), ("sub", subject), ("hd", hostedDomain ?? "")]
-            where value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
-                throw Rejection(.malformedClaims, "\(name) contains control characters")
+            func refuseControlCharacters(_ name: String, _ value: String?) throws {
+                if let value, containsUTF8(of: value, where: { $0 < 0x20 || $0 == 0x7F }) {
+                    throw Rejection(.malformedClaims, "\(name) contains control characters")
+                }
             }
+            try refuseControlCharacters("email", email)
+            try refuseControlCharacters("sub", subject)
+            try refuseControlCharacters("hd", hostedDomain)
             return .success(
                 IAPClaims(
                     audience: audience, issuer: issuer, expiresAt: expiresAt, issuedAt: issuedAt,
@@ -164,5 +168,11 @@ struct IAPClaims {
 
 /// `text.lowercased()`, without a new string when it has no upper-case letters (as IAP sends them).
 private func lowercasedIfNeeded(_ text: String) -> String {
-    text.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") || $0 >= 0x80 } ? text.lowercased() : text
+    containsUTF8(of: text) { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") || $0 >= 0x80 } ? text.lowercased() : text
+}
+
+/// `text.utf8.contains(where:)` over contiguous bytes (claims are native strings): the generic
+/// walk of the UTF-8 view costs several times more, on every fresh verification.
+private func containsUTF8(of text: String, where predicate: (UInt8) -> Bool) -> Bool {
+    text.utf8.withContiguousStorageIfAvailable { $0.contains(where: predicate) } ?? text.utf8.contains(where: predicate)
 }

@@ -80,7 +80,8 @@ public final class Verifier {
         func segment(_ range: Range<Int>) -> UnsafeRawBufferPointer {
             // Canonical base64url was checked by split, so decoding cannot fail.
             let count = Base64URL.decode(
-                UnsafeRawBufferPointer(rebasing: token[range]), into: UnsafeMutableRawBufferPointer(rebasing: decoded[used...]))!
+                UnsafeRawBufferPointer(rebasing: token[range]),
+                into: UnsafeMutableRawBufferPointer(rebasing: decoded[used...]))!
             defer { used += count }
             return UnsafeRawBufferPointer(rebasing: decoded[used..<(used + count)])
         }

@@ -57,7 +57,8 @@ final class SignatureVerifier {
 
     /// True when `signature` is a valid `algorithm` signature of `message` under `key`.
     func verify(
-        _ algorithm: JWSAlgorithm, signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, key: VerificationKey
+        _ algorithm: JWSAlgorithm, signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer,
+        key: VerificationKey
     ) -> Bool {
         guard algorithm.matches(key.kind), signature.count == key.signatureLength else { return false }
         switch algorithm {
@@ -69,7 +70,9 @@ final class SignatureVerifier {
         }
     }
 
-    private func digestVerify(signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, key: VerificationKey) -> Bool {
+    private func digestVerify(
+        signature: UnsafeRawBufferPointer, message: UnsafeRawBufferPointer, key: VerificationKey
+    ) -> Bool {
         guard let template = template(for: key), EVP_MD_CTX_copy_ex(context, template.context) == 1 else {
             ERR_clear_error()
             return false

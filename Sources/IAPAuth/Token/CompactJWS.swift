@@ -168,7 +168,8 @@ struct IAPClaims {
 
 /// `text.lowercased()`, without a new string when it has no upper-case letters (as IAP sends them).
 private func lowercasedIfNeeded(_ text: String) -> String {
-    containsUTF8(of: text) { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") || $0 >= 0x80 } ? text.lowercased() : text
+    let needed = containsUTF8(of: text) { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") || $0 >= 0x80 }
+    return needed ? text.lowercased() : text
 }
 
 /// `text.utf8.contains(where:)` over contiguous bytes (claims are native strings): the generic

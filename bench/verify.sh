@@ -7,7 +7,7 @@
 #   openssl speed   `openssl speed -seconds S ecdsap256`, run after verify-bench (the issue's
 #                   reference; separate runs, so other tenants' noise moves the ratio ±10 % here)
 #   in-process      verify-bench's own EVP_PKEY_verify loop, as `openssl speed` runs it, alternating
-#                   with the token verifications in ~10 ms batches (the precise ratio)
+#                   with the token verifications in batches of 1000 (~0.1 s; the precise ratio)
 # Usage: bench/verify.sh [rounds] [seconds-per-run]
 set -euo pipefail
 rounds=${1:-7}
